@@ -1,0 +1,752 @@
+//! The readiness driver: every operation of the Completion API on epoll, with the same
+//! results, errors and ownership rules as on io_uring.
+//!
+//! Each operation's [`Plan`] says how it runs:
+//! - sockets and pipes: try the call now (`RWF_NOWAIT`); on EAGAIN wait for readiness
+//!   (edge-triggered, registered once per descriptor) and retry;
+//! - regular files: try the call now with `RWF_NOWAIT`, which succeeds when the data is in the
+//!   page cache; otherwise run it on the blocking pool, whose completions come back through an
+//!   eventfd;
+//! - open, statx, fsync, fallocate, close: on the pool;
+//! - timers on a timer heap; chains run step by step; cancel of a queued or waiting operation
+//!   gives ECANCELED, of a running pool job its result (`EALREADY` to the canceller).
+//!
+//! Descriptors are registered with epoll on the first wait and removed when a `Close`
+//! operation closes them; a descriptor closed outside the engine while an operation waits on
+//! it is the caller's error (the wait may never end, as with epoll itself).
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+use trueio_fallback::{
+    Done, Events, Interest as PInterest, JobId, Mode, Poller, Pool, PoolConfig, RejectReason,
+    TimerHeap, TimerId, Waker,
+};
+
+use super::{Item, Link};
+use crate::buf::BufPool;
+use crate::capability::{Backend, Feature, Report, Status};
+use crate::engine::Builder;
+use crate::op::{Interest, Plan, Syscall};
+use crate::stats::StatsCells;
+
+const WAKER_TOKEN: u64 = u64::MAX;
+
+pub(crate) struct Driver {
+    poller: Poller,
+    waker: Waker,
+    events: Events,
+    pool: Pool<Syscall>,
+    timers: TimerHeap<u64>,
+    ops: HashMap<u64, Pending>,
+    fds: HashMap<RawFd, FdWaiters>,
+    /// Operations to try (again) now.
+    ready: VecDeque<u64>,
+    /// Pool jobs waiting for room in the pool's bounded queue.
+    overflow: VecDeque<u64>,
+    /// Timers that also end after a number of completions.
+    counting: Vec<u64>,
+    done: Vec<(u64, i32, u32)>,
+    pool_done: Vec<Done<Syscall>>,
+    nowait: bool,
+}
+
+struct Pending {
+    plan: Plan,
+    state: State,
+    link: Link,
+    /// The next step of its chain.
+    next: Option<u64>,
+    /// The link timeout guarding this operation.
+    guard: Option<u64>,
+    /// For a link timeout: the operation it guards.
+    guards: Option<u64>,
+    /// Regular file (or block device): EAGAIN goes to the pool, not to epoll.
+    file: Option<bool>,
+    /// RWF_NOWAIT refused (EOPNOTSUPP): call plainly after readiness.
+    plain: bool,
+    /// Completions still to count (Timeout::or_count).
+    count: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Waiting for the previous step of its chain.
+    Blocked,
+    /// In the ready queue.
+    Ready,
+    /// Waiting for readiness of a descriptor.
+    WaitFd(RawFd),
+    /// In the pool's queue or running.
+    Pool(JobId),
+    /// Waiting for room in the pool.
+    Overflow,
+    /// On the timer heap.
+    Timer(TimerId),
+}
+
+#[derive(Default)]
+struct FdWaiters {
+    readers: Vec<u64>,
+    writers: Vec<u64>,
+}
+
+fn is_file(fd: RawFd) -> bool {
+    // SAFETY: fstat writes only into the zeroed struct on this frame.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return false;
+    }
+    matches!(st.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFBLK)
+}
+
+/// Bytes an I/O plan asks for, to tell a short transfer (which breaks a soft link).
+fn expected(plan: &Plan) -> Option<usize> {
+    match plan {
+        Plan::Io { sys, .. } => match *sys {
+            Syscall::Read { len, .. } | Syscall::Write { len, .. } => Some(len),
+            Syscall::Readv { iov, cnt, .. } | Syscall::Writev { iov, cnt, .. } => {
+                // SAFETY: the iovec array is owned by the operation, alive while it is pending.
+                let v = unsafe { std::slice::from_raw_parts(iov, cnt) };
+                Some(v.iter().map(|i| i.iov_len).sum())
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+impl Driver {
+    pub(crate) fn open(
+        b: &Builder,
+        reason: String,
+        bufs: Option<&BufPool>,
+    ) -> io::Result<(Driver, Report)> {
+        let poller = Poller::new()?;
+        let waker = Waker::new()?;
+        poller.add(waker.fd(), WAKER_TOKEN, PInterest::READABLE, Mode::Edge)?;
+        let mut cfg = PoolConfig::default();
+        if let Some(n) = b.pool_threads {
+            cfg.threads = n;
+        }
+        if let Some(n) = b.pool_queue {
+            cfg.queue_capacity = n;
+        }
+        let threads = cfg.threads;
+        let pool = Pool::new(cfg, waker.clone())?;
+        let nowait = !b.disabled.contains(Feature::NowaitReads);
+
+        let mut report = Report::new(Backend::Epoll, reason);
+        report.registered_buffers = match bufs {
+            Some(p) => Status::off(format!(
+                "emulated: {} x {} KiB page-aligned pool, same API, plain reads and writes",
+                p.count(),
+                p.buf_size() / 1024
+            )),
+            None => Status::off("no buffer pool configured"),
+        };
+        report.fixed_files = if b.fixed_files > 0 {
+            Status::off(format!(
+                "emulated: {} slots holding ordinary descriptors",
+                b.fixed_files
+            ))
+        } else {
+            Status::off("no slots configured")
+        };
+        report.registered_ring_fd = Status::off("no ring on this backend");
+        report.sqpoll = Status::off("no ring on this backend");
+        report.timed_wait = Status::on("epoll_wait timeout and a timer heap");
+        let file_path = if nowait {
+            "preadv2/pwritev2 with RWF_NOWAIT inline (page-cache hit), else the blocking pool"
+        } else {
+            "blocking pool (RWF_NOWAIT attempts disabled)"
+        };
+        report.paths = vec![
+            ("nop", "completes inline".into()),
+            (
+                "read/write",
+                format!("sockets, pipes: try now, on EAGAIN wait for epoll readiness; files: {file_path}"),
+            ),
+            ("read_fixed", "as read/write (buffers not registered)".into()),
+            ("readv/writev", "as read/write".into()),
+            ("fsync", format!("blocking pool ({threads} threads)")),
+            ("fallocate", "blocking pool".into()),
+            ("open", "openat2 (openat without RESOLVE_* before 5.6) on the blocking pool".into()),
+            ("close", "blocking pool".into()),
+            ("statx", "blocking pool".into()),
+            ("timeout", "timer heap, epoll_wait timeout".into()),
+            ("cancel", "queued or waiting: ECANCELED; running on the pool: its result".into()),
+            ("poll", "epoll readiness".into()),
+            ("splice", "SPLICE_F_NONBLOCK now, on EAGAIN wait for the pipe end".into()),
+        ];
+        Ok((
+            Driver {
+                poller,
+                waker,
+                events: Events::with_capacity(256),
+                pool,
+                timers: TimerHeap::new(),
+                ops: HashMap::new(),
+                fds: HashMap::new(),
+                ready: VecDeque::new(),
+                overflow: VecDeque::new(),
+                counting: Vec::new(),
+                done: Vec::new(),
+                pool_done: Vec::new(),
+                nowait,
+            },
+            report,
+        ))
+    }
+
+    fn insert(&mut self, ud: u64, plan: Plan, link: Link, state: State) {
+        let count = match plan {
+            Plan::Timer { count, .. } => count,
+            _ => 0,
+        };
+        self.ops.insert(
+            ud,
+            Pending {
+                plan,
+                state,
+                link,
+                next: None,
+                guard: None,
+                guards: None,
+                file: None,
+                plain: false,
+                count,
+            },
+        );
+    }
+
+    pub(crate) fn push(
+        &mut self,
+        ud: u64,
+        item: Item,
+        link: Link,
+        stats: &StatsCells,
+    ) -> Result<(), i32> {
+        let Item::Plan(plan) = item else {
+            return Err(libc::EINVAL);
+        };
+        if let Plan::LinkTimer { .. } = plan {
+            // A link timeout outside a chain guards nothing (io_uring: EINVAL).
+            self.insert(ud, plan, Link::None, State::Ready);
+            self.complete(ud, -libc::EINVAL, stats);
+            return Ok(());
+        }
+        self.insert(ud, plan, link, State::Ready);
+        self.start(ud, stats);
+        Ok(())
+    }
+
+    pub(crate) fn push_chain(
+        &mut self,
+        items: &mut Vec<(u64, Item, Link)>,
+        stats: &StatsCells,
+    ) -> Result<(), i32> {
+        let mut prev: Option<u64> = None;
+        let mut head = None;
+        for (ud, item, link) in items.drain(..) {
+            let Item::Plan(plan) = item else {
+                return Err(libc::EINVAL);
+            };
+            self.insert(ud, plan, link, State::Blocked);
+            match (plan, prev) {
+                (Plan::LinkTimer { .. }, Some(p)) if self.ops[&p].guard.is_none() => {
+                    // Guards `p`; the chain goes on after the timeout.
+                    if let Some(pp) = self.ops.get_mut(&p) {
+                        pp.guard = Some(ud);
+                        pp.next = Some(ud);
+                    }
+                    if let Some(t) = self.ops.get_mut(&ud) {
+                        t.guards = Some(p);
+                    }
+                }
+                (_, Some(p)) => {
+                    if let Some(pp) = self.ops.get_mut(&p) {
+                        pp.next = Some(ud);
+                    }
+                }
+                (_, None) => head = Some(ud),
+            }
+            prev = Some(ud);
+        }
+        if let Some(h) = head {
+            if let Some(p) = self.ops.get(&h) {
+                if let Plan::LinkTimer { .. } = p.plan {
+                    // A chain cannot start with a link timeout.
+                    self.complete(h, -libc::EINVAL, stats);
+                    return Ok(());
+                }
+            }
+            self.start(h, stats);
+        }
+        Ok(())
+    }
+
+    /// Runs an operation's plan as far as it goes now.
+    fn start(&mut self, ud: u64, stats: &StatsCells) {
+        let Some(p) = self.ops.get_mut(&ud) else {
+            return;
+        };
+        p.state = State::Ready;
+        let plan = p.plan;
+        if let Some(g) = p.guard {
+            if let Some(Plan::LinkTimer { after }) = self.ops.get(&g).map(|t| t.plan) {
+                let id = self.timers.insert(Instant::now() + after, g);
+                if let Some(t) = self.ops.get_mut(&g) {
+                    t.state = State::Timer(id);
+                }
+            }
+        }
+        match plan {
+            Plan::Done(res) => self.complete(ud, res, stats),
+            Plan::Io { .. } => self.try_io(ud, stats),
+            Plan::Pool(sys) => self.to_pool(ud, sys, stats),
+            Plan::Poll { fd, events } => self.try_poll(ud, fd, events, stats),
+            Plan::Timer { after, count } => {
+                let id = self.timers.insert(Instant::now() + after, ud);
+                if let Some(p) = self.ops.get_mut(&ud) {
+                    p.state = State::Timer(id);
+                }
+                if count > 0 {
+                    self.counting.push(ud);
+                }
+            }
+            Plan::LinkTimer { .. } => {
+                // Reached as a chain step after its guarded op completed: handled there.
+            }
+            Plan::Cancel { user_data } => {
+                let r = self.cancel_op(user_data, stats);
+                self.complete(ud, r, stats);
+            }
+        }
+    }
+
+    fn try_io(&mut self, ud: u64, stats: &StatsCells) {
+        let Some(p) = self.ops.get(&ud) else { return };
+        let Plan::Io { sys, fd, interest } = p.plan else {
+            return;
+        };
+        let plain = p.plain;
+        let file = p.file;
+        if file == Some(true) {
+            return self.to_pool(ud, sys, stats);
+        }
+        StatsCells::bump(&stats.syscalls);
+        let r = sys.run(self.nowait && !plain);
+        let retry = r == -libc::EAGAIN || (r == -libc::EOPNOTSUPP && !plain && self.nowait);
+        if !retry {
+            StatsCells::bump(&stats.inline_completions);
+            return self.complete(ud, r, stats);
+        }
+        let file = match file {
+            Some(f) => f,
+            None => {
+                StatsCells::bump(&stats.syscalls);
+                is_file(fd)
+            }
+        };
+        if let Some(p) = self.ops.get_mut(&ud) {
+            p.file = Some(file);
+            if r == -libc::EOPNOTSUPP {
+                p.plain = true;
+            }
+        }
+        if file {
+            self.to_pool(ud, sys, stats);
+        } else {
+            if r == -libc::EOPNOTSUPP {
+                // No RWF_NOWAIT for this kind of file: wait for readiness, then call plainly.
+                if let Err(e) = self.wait_fd(ud, fd, interest == Interest::Write, stats) {
+                    self.complete(ud, -e, stats);
+                }
+                return;
+            }
+            if let Err(e) = self.wait_fd(ud, fd, interest == Interest::Write, stats) {
+                self.complete(ud, -e, stats);
+            }
+        }
+    }
+
+    fn try_poll(&mut self, ud: u64, fd: RawFd, events: u32, stats: &StatsCells) {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: events as i16,
+            revents: 0,
+        };
+        StatsCells::bump(&stats.syscalls);
+        // SAFETY: one pollfd on this frame, zero timeout.
+        let r = unsafe { libc::poll(&mut pfd, 1, 0) };
+        if r < 0 {
+            let e = io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO);
+            return self.complete(ud, -e, stats);
+        }
+        if pfd.revents != 0 {
+            if pfd.revents & libc::POLLNVAL != 0 {
+                return self.complete(ud, -libc::EBADF, stats);
+            }
+            return self.complete(ud, pfd.revents as u16 as i32, stats);
+        }
+        let write = events & (libc::POLLOUT as u32) != 0 && events & (libc::POLLIN as u32) == 0;
+        if let Err(e) = self.wait_fd(ud, fd, write, stats) {
+            self.complete(ud, -e, stats);
+        }
+    }
+
+    fn wait_fd(&mut self, ud: u64, fd: RawFd, write: bool, stats: &StatsCells) -> Result<(), i32> {
+        let w = match self.fds.get_mut(&fd) {
+            Some(w) => w,
+            None => {
+                StatsCells::bump(&stats.syscalls);
+                let interest = PInterest::READABLE | PInterest::WRITABLE;
+                match self.poller.add(fd, fd as u64, interest, Mode::Edge) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                        self.poller
+                            .modify(fd, fd as u64, interest, Mode::Edge)
+                            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+                    }
+                    // EPERM: a descriptor epoll cannot watch (a regular file that reported
+                    // EAGAIN, e.g. O_NONBLOCK on a FIFO opened as a file): use the pool.
+                    Err(e) => return Err(e.raw_os_error().unwrap_or(libc::EIO)),
+                }
+                self.fds.entry(fd).or_default()
+            }
+        };
+        if write {
+            w.writers.push(ud);
+        } else {
+            w.readers.push(ud);
+        }
+        if let Some(p) = self.ops.get_mut(&ud) {
+            p.state = State::WaitFd(fd);
+        }
+        Ok(())
+    }
+
+    fn to_pool(&mut self, ud: u64, sys: Syscall, stats: &StatsCells) {
+        if let Syscall::Close { fd } = sys {
+            // Leave epoll before the number can be reused.
+            if self.fds.remove(&fd).is_some() {
+                let _ = self.poller.delete(fd);
+            }
+        }
+        if !self.overflow.is_empty() {
+            // Keep submission order: queue behind those already waiting.
+            self.overflow.push_back(ud);
+            if let Some(p) = self.ops.get_mut(&ud) {
+                p.state = State::Overflow;
+            }
+            return;
+        }
+        self.submit_pool(ud, sys, stats);
+    }
+
+    fn submit_pool(&mut self, ud: u64, sys: Syscall, stats: &StatsCells) {
+        match self.pool.try_submit(ud, sys) {
+            Ok(id) => {
+                StatsCells::bump(&stats.pool_jobs);
+                if let Some(p) = self.ops.get_mut(&ud) {
+                    p.state = State::Pool(id);
+                }
+            }
+            Err(rej) => match rej.reason {
+                RejectReason::Full => {
+                    // Backpressure: the job waits here, bounded by the engine's own table.
+                    self.overflow.push_back(ud);
+                    if let Some(p) = self.ops.get_mut(&ud) {
+                        p.state = State::Overflow;
+                    }
+                }
+                RejectReason::ShutDown => self.complete(ud, -libc::ECANCELED, stats),
+                RejectReason::Spawn(e) => {
+                    self.complete(ud, -e.raw_os_error().unwrap_or(libc::EAGAIN), stats)
+                }
+            },
+        }
+    }
+
+    fn pool_syscall(&self, ud: u64) -> Option<Syscall> {
+        match self.ops.get(&ud)?.plan {
+            Plan::Io { sys, .. } | Plan::Pool(sys) => Some(sys),
+            _ => None,
+        }
+    }
+
+    fn pump_overflow(&mut self, stats: &StatsCells) {
+        while let Some(&ud) = self.overflow.front() {
+            let Some(sys) = self.pool_syscall(ud) else {
+                self.overflow.pop_front();
+                continue;
+            };
+            match self.pool.try_submit(ud, sys) {
+                Ok(id) => {
+                    self.overflow.pop_front();
+                    StatsCells::bump(&stats.pool_jobs);
+                    if let Some(p) = self.ops.get_mut(&ud) {
+                        p.state = State::Pool(id);
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// The final completion of `ud`; runs its chain on.
+    fn complete(&mut self, ud: u64, res: i32, stats: &StatsCells) {
+        let Some(p) = self.ops.remove(&ud) else {
+            return;
+        };
+        self.done.push((ud, res, 0));
+        // Timeout::or_count: every other completion counts.
+        if !self.counting.is_empty() && !matches!(p.plan, Plan::Timer { .. }) {
+            let mut fired = Vec::new();
+            for t in &self.counting {
+                if let Some(tp) = self.ops.get_mut(t) {
+                    tp.count = tp.count.saturating_sub(1);
+                    if tp.count == 0 {
+                        fired.push(*t);
+                    }
+                }
+            }
+            for t in fired {
+                self.counting.retain(|x| *x != t);
+                if let Some(State::Timer(id)) = self.ops.get(&t).map(|x| x.state) {
+                    self.timers.cancel(id);
+                }
+                self.complete(t, 0, stats);
+            }
+        }
+        if matches!(p.plan, Plan::Timer { .. }) {
+            self.counting.retain(|x| *x != ud);
+        }
+        // The chain: a guarded op ends its link timeout first.
+        let mut next = p.next;
+        if let Some(g) = p.guard {
+            if let Some(t) = self.ops.get(&g) {
+                if let State::Timer(id) = t.state {
+                    self.timers.cancel(id);
+                }
+                next = t.next;
+                self.ops.remove(&g);
+                self.done.push((g, -libc::ECANCELED, 0));
+            } else {
+                // The timeout fired already and completed; its successor is ours now.
+                next = p.next.filter(|n| *n != g);
+            }
+        }
+        let Some(n) = next else { return };
+        let failed = res < 0 || expected(&p.plan).is_some_and(|want| (res as usize) < want);
+        if failed && p.link == Link::Soft {
+            self.cancel_chain(n, stats);
+        } else {
+            self.start(n, stats);
+        }
+    }
+
+    /// Completes a chain's remaining steps with ECANCELED.
+    fn cancel_chain(&mut self, mut ud: u64, _stats: &StatsCells) {
+        loop {
+            let Some(p) = self.ops.remove(&ud) else {
+                return;
+            };
+            self.done.push((ud, -libc::ECANCELED, 0));
+            if let Some(g) = p.guard {
+                if self.ops.remove(&g).is_some() {
+                    self.done.push((g, -libc::ECANCELED, 0));
+                }
+            }
+            match p.next {
+                Some(n) => ud = n,
+                None => return,
+            }
+        }
+    }
+
+    /// Cancels `target`: 0 when it was stopped (it completes with ECANCELED), -EALREADY when
+    /// it is running and will complete on its own, -ENOENT when there is no such operation.
+    fn cancel_op(&mut self, target: u64, stats: &StatsCells) -> i32 {
+        let Some(p) = self.ops.get(&target) else {
+            return -libc::ENOENT;
+        };
+        match p.state {
+            State::Blocked => {
+                // A later chain step: io_uring cancels it and the steps after it.
+                self.cancel_chain(target, stats);
+                0
+            }
+            State::Ready => {
+                self.ready.retain(|x| *x != target);
+                self.complete(target, -libc::ECANCELED, stats);
+                0
+            }
+            State::WaitFd(fd) => {
+                if let Some(w) = self.fds.get_mut(&fd) {
+                    w.readers.retain(|x| *x != target);
+                    w.writers.retain(|x| *x != target);
+                }
+                self.complete(target, -libc::ECANCELED, stats);
+                0
+            }
+            State::Overflow => {
+                self.overflow.retain(|x| *x != target);
+                self.complete(target, -libc::ECANCELED, stats);
+                0
+            }
+            State::Pool(id) => match self.pool.cancel(id) {
+                Some(_) => {
+                    self.complete(target, -libc::ECANCELED, stats);
+                    0
+                }
+                None => -libc::EALREADY,
+            },
+            State::Timer(id) => {
+                self.timers.cancel(id);
+                self.counting.retain(|x| *x != target);
+                if let Some(g) = p.guards {
+                    // A link timeout cancelled on its own: the guarded op goes on unbounded.
+                    if let Some(gp) = self.ops.get_mut(&g) {
+                        gp.guard = None;
+                    }
+                }
+                self.complete(target, -libc::ECANCELED, stats);
+                0
+            }
+        }
+    }
+
+    pub(crate) fn cancel(&mut self, ud: u64, stats: &StatsCells) -> io::Result<()> {
+        self.cancel_op(ud, stats);
+        Ok(())
+    }
+
+    pub(crate) fn flush(&mut self, stats: &StatsCells) -> io::Result<usize> {
+        self.run_ready(stats);
+        Ok(0)
+    }
+
+    fn run_ready(&mut self, stats: &StatsCells) {
+        while let Some(ud) = self.ready.pop_front() {
+            let Some(p) = self.ops.get(&ud) else { continue };
+            match p.plan {
+                Plan::Io { .. } => self.try_io(ud, stats),
+                Plan::Poll { fd, events } => self.try_poll(ud, fd, events, stats),
+                _ => {}
+            }
+        }
+    }
+
+    fn fire_timers(&mut self, stats: &StatsCells) {
+        let now = Instant::now();
+        while let Some((_, ud)) = self.timers.pop_expired(now) {
+            let Some(p) = self.ops.get(&ud) else { continue };
+            match (p.plan, p.guards) {
+                (Plan::LinkTimer { .. }, Some(target)) => {
+                    // The deadline passed first: cancel the guarded op. Its completion (now,
+                    // or when a running pool job ends) continues the chain.
+                    if let Some(tp) = self.ops.get_mut(&target) {
+                        tp.guard = None;
+                    }
+                    let next = self.ops.get(&ud).and_then(|t| t.next);
+                    if let Some(tp) = self.ops.get_mut(&target) {
+                        tp.next = next;
+                    }
+                    self.ops.remove(&ud);
+                    self.done.push((ud, -libc::ETIME, 0));
+                    let r = self.cancel_op(target, stats);
+                    let _ = r;
+                }
+                _ => {
+                    self.counting.retain(|x| *x != ud);
+                    self.complete(ud, -libc::ETIME, stats);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        out: &mut Vec<(u64, i32, u32)>,
+        stats: &StatsCells,
+    ) -> io::Result<()> {
+        self.run_ready(stats);
+        self.fire_timers(stats);
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let now = Instant::now();
+            let mut t = if self.done.is_empty() {
+                deadline.map(|d| d.saturating_duration_since(now))
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Some(next) = self.timers.next_deadline() {
+                let until = next.saturating_duration_since(now);
+                t = Some(t.map_or(until, |x| x.min(until)));
+            }
+            StatsCells::bump(&stats.enters);
+            StatsCells::bump(&stats.syscalls);
+            self.poller.wait(&mut self.events, t)?;
+            let mut woke = false;
+            for ev in self.events.iter() {
+                if ev.token() == WAKER_TOKEN {
+                    woke = true;
+                    continue;
+                }
+                let fd = ev.token() as RawFd;
+                if let Some(w) = self.fds.get_mut(&fd) {
+                    if ev.readable() {
+                        self.ready.extend(w.readers.drain(..));
+                    }
+                    if ev.writable() {
+                        self.ready.extend(w.writers.drain(..));
+                    }
+                }
+            }
+            if woke {
+                self.waker.reset();
+                self.pool.drain_completed(&mut self.pool_done);
+                let mut done = std::mem::take(&mut self.pool_done);
+                for d in done.drain(..) {
+                    if let Some(p) = self.ops.get(&d.token) {
+                        if matches!(p.state, State::Pool(_)) {
+                            self.complete(d.token, d.result as i32, stats);
+                        }
+                    }
+                }
+                self.pool_done = done;
+                self.pump_overflow(stats);
+            }
+            self.run_ready(stats);
+            self.fire_timers(stats);
+            if !self.done.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+        }
+        out.append(&mut self.done);
+        Ok(())
+    }
+
+    pub(crate) fn drain(&mut self, out: &mut Vec<(u64, i32, u32)>) {
+        out.append(&mut self.done);
+    }
+
+    /// Operations still on pool threads point at memory the engine leaks; the pool detaches
+    /// threads that do not finish in time, and they keep running against leaked memory only.
+    pub(crate) fn leak_on_drop(&mut self) {}
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Queued jobs never ran: nothing points at their memory any more.
+        drop(self.pool.shutdown());
+    }
+}

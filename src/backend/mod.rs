@@ -1,0 +1,209 @@
+//! The two backends behind the Completion API.
+//!
+//! Each backend provides the same contract to the engine (`Driver`):
+//! - `build`: turn an operation into its backend form (an SQE, or a readiness plan);
+//! - `push` / `push_chain`: accept it for the next batch without blocking; a chain's steps
+//!   are kept contiguous and in order;
+//! - `flush` / `wait`: submit the batch, wait with an optional timeout, and hand back
+//!   completions as `(user_data, result, flags)`;
+//! - `cancel(user_data)`: ask for an operation to end early; its own completion still comes;
+//! - `install_file` / `release_slots`: fill and empty fixed-file slots;
+//! - on drop with operations still in flight: `leak_on_drop`, never free what the kernel or a
+//!   pool thread may still write.
+//!
+//! Every submitted operation produces exactly one final completion on both backends.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use io_uring::squeue;
+
+use crate::buf::BufPool;
+use crate::capability::Report;
+use crate::engine::{BackendChoice, Builder};
+use crate::fd::FileTable;
+use crate::op::{BuildCtx, Op, Plan};
+use crate::stats::StatsCells;
+
+pub(crate) mod epoll;
+pub(crate) mod uring;
+
+/// How an operation is linked to the next one in a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Link {
+    /// Not linked.
+    None,
+    /// The next starts only if this one succeeds fully (`IOSQE_IO_LINK`).
+    Soft,
+    /// The next starts whatever this one's result (`IOSQE_IO_HARDLINK`).
+    Hard,
+}
+
+/// An operation in its backend's form.
+#[derive(Debug)]
+pub(crate) enum Item {
+    Sqe(squeue::Entry),
+    Plan(Plan),
+}
+
+pub(crate) enum Driver {
+    Uring(uring::Driver),
+    Epoll(epoll::Driver),
+}
+
+impl Driver {
+    pub(crate) fn open(
+        b: &Builder,
+        choice: BackendChoice,
+        engine_id: u64,
+        bufs: Option<&BufPool>,
+    ) -> io::Result<(Driver, Report)> {
+        match choice {
+            BackendChoice::Epoll => {
+                let (d, r) =
+                    epoll::Driver::open(b, "chosen (TRUEIO_BACKEND or builder)".into(), bufs)?;
+                Ok((Driver::Epoll(d), r))
+            }
+            BackendChoice::Uring => match uring::Driver::open(b, engine_id, bufs) {
+                Ok((d, r)) => Ok((Driver::Uring(d), r)),
+                Err(e) => Err(io::Error::new(
+                    e.kind(),
+                    format!("io_uring backend requested but unavailable: {e}"),
+                )),
+            },
+            BackendChoice::Auto => match uring::Driver::open(b, engine_id, bufs) {
+                Ok((d, r)) => Ok((Driver::Uring(d), r)),
+                Err(e) => {
+                    let (d, r) =
+                        epoll::Driver::open(b, format!("io_uring unavailable: {e}"), bufs)?;
+                    Ok((Driver::Epoll(d), r))
+                }
+            },
+        }
+    }
+
+    pub(crate) fn build<T: Op>(&self, op: &mut T, ctx: &BuildCtx<'_>) -> Result<Item, i32> {
+        match self {
+            Driver::Uring(_) => op.uring_sqe(ctx).map(Item::Sqe),
+            Driver::Epoll(_) => Ok(Item::Plan(op.plan(ctx))),
+        }
+    }
+
+    pub(crate) fn push(
+        &mut self,
+        ud: u64,
+        item: Item,
+        link: Link,
+        stats: &StatsCells,
+    ) -> Result<(), i32> {
+        match self {
+            Driver::Uring(d) => d.push(ud, item, link, stats),
+            Driver::Epoll(d) => d.push(ud, item, link, stats),
+        }
+    }
+
+    pub(crate) fn push_chain(
+        &mut self,
+        items: &mut Vec<(u64, Item, Link)>,
+        stats: &StatsCells,
+    ) -> Result<(), i32> {
+        match self {
+            Driver::Uring(d) => d.push_chain(items, stats),
+            Driver::Epoll(d) => d.push_chain(items, stats),
+        }
+    }
+
+    pub(crate) fn flush(&mut self, stats: &StatsCells) -> io::Result<usize> {
+        match self {
+            Driver::Uring(d) => d.flush(stats),
+            Driver::Epoll(d) => d.flush(stats),
+        }
+    }
+
+    pub(crate) fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        out: &mut Vec<(u64, i32, u32)>,
+        stats: &StatsCells,
+    ) -> io::Result<()> {
+        match self {
+            Driver::Uring(d) => d.wait(timeout, out, stats),
+            Driver::Epoll(d) => d.wait(timeout, out, stats),
+        }
+    }
+
+    /// Moves completions already known to the backend into `out`, without a system call.
+    pub(crate) fn drain(&mut self, out: &mut Vec<(u64, i32, u32)>) {
+        match self {
+            Driver::Uring(d) => d.drain(out),
+            Driver::Epoll(d) => d.drain(out),
+        }
+    }
+
+    pub(crate) fn cancel(&mut self, ud: u64, stats: &StatsCells) -> io::Result<()> {
+        match self {
+            Driver::Uring(d) => d.cancel(ud, stats),
+            Driver::Epoll(d) => d.cancel(ud, stats),
+        }
+    }
+
+    pub(crate) fn install_file(
+        &mut self,
+        files: &FileTable,
+        slot: u32,
+        fd: OwnedFd,
+    ) -> io::Result<()> {
+        match self {
+            Driver::Uring(d) if d.fixed_files_native() => d.install_file(slot, fd),
+            _ => {
+                emulated_install(files, slot, fd);
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) fn release_slots(&mut self, files: &FileTable) -> io::Result<()> {
+        let released = std::mem::take(&mut *files.released.borrow_mut());
+        if released.is_empty() {
+            return Ok(());
+        }
+        for slot in released {
+            match self {
+                Driver::Uring(d) if d.fixed_files_native() => d.empty_slot(slot)?,
+                _ => {
+                    let fd = files
+                        .emulated
+                        .borrow_mut()
+                        .get_mut(slot as usize)
+                        .and_then(|s| s.take());
+                    drop(fd);
+                }
+            }
+            files.free.borrow_mut().push(slot);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn fail_next_enter(&mut self, fd: i32) {
+        if let Driver::Uring(d) = self {
+            d.fail_next_enter(fd);
+        }
+    }
+
+    pub(crate) fn leak_on_drop(&mut self) {
+        match self {
+            Driver::Uring(d) => d.leak_on_drop(),
+            Driver::Epoll(d) => d.leak_on_drop(),
+        }
+    }
+}
+
+fn emulated_install(files: &FileTable, slot: u32, fd: OwnedFd) {
+    let mut t = files.emulated.borrow_mut();
+    let idx = slot as usize;
+    if t.len() <= idx {
+        t.resize_with(idx + 1, || None);
+    }
+    t[idx] = Some(fd);
+}

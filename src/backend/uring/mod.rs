@@ -1,0 +1,354 @@
+//! The ring manager: one io_uring, its submission batching, completion reaping, cancellation,
+//! registered buffers and fixed files.
+//!
+//! - `setup.rs`: ring setup with the best flags the kernel accepts, the probe, registrations.
+//! - `submit.rs`: `io_uring_enter` and the ring-fd registration.
+//! - this file: pushing SQEs (a full SQ is flushed, never an error), waiting (EINTR, EAGAIN,
+//!   EBUSY and CQ overflow handled), reaping, cancel, fixed-file slots.
+
+use std::io;
+use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use io_uring::{opcode, squeue, IoUring};
+
+use super::{Item, Link};
+use crate::buf::BufPool;
+use crate::engine::INTERNAL;
+use crate::stats::StatsCells;
+
+mod setup;
+mod submit;
+
+use submit::{enter, ENTER_GETEVENTS, ENTER_SQ_WAKEUP};
+
+pub(crate) struct Driver {
+    ring: IoUring,
+    ring_fd: RawFd,
+    /// The registered ring index, or the ring descriptor.
+    enter_fd: RawFd,
+    registered: bool,
+    ext_arg: bool,
+    sqpoll: bool,
+    fixed_native: bool,
+    /// Test hook: the next enter uses this descriptor instead of the ring.
+    fail_next: Option<RawFd>,
+    /// Completions reaped but not yet handed to the engine.
+    cqes: Vec<(u64, i32, u32)>,
+    /// The timespec of internal wait timeouts on kernels without EXT_ARG. The kernel copies it
+    /// when the TIMEOUT request is prepared, at submission.
+    wait_ts: Box<io_uring::types::Timespec>,
+    /// Keeps the registered arena mapped for as long as the ring may use it.
+    bufs: Option<BufPool>,
+}
+
+fn link_flags(link: Link) -> squeue::Flags {
+    match link {
+        Link::None => squeue::Flags::empty(),
+        Link::Soft => squeue::Flags::IO_LINK,
+        Link::Hard => squeue::Flags::IO_HARDLINK,
+    }
+}
+
+fn errno(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+impl Driver {
+    pub(crate) fn fixed_files_native(&self) -> bool {
+        self.fixed_native
+    }
+
+    pub(crate) fn fail_next_enter(&mut self, fd: RawFd) {
+        self.fail_next = Some(fd);
+    }
+
+    pub(crate) fn push(
+        &mut self,
+        ud: u64,
+        item: Item,
+        link: Link,
+        stats: &StatsCells,
+    ) -> Result<(), i32> {
+        let Item::Sqe(e) = item else {
+            return Err(libc::EINVAL);
+        };
+        self.push_entry(&e.user_data(ud).flags(link_flags(link)), stats)
+    }
+
+    fn push_entry(&mut self, e: &squeue::Entry, stats: &StatsCells) -> Result<(), i32> {
+        for _ in 0..3 {
+            // SAFETY: every pointer in the SQE refers to memory owned by an operation that the
+            // engine keeps alive and in place until its completion is reaped.
+            if unsafe { self.ring.submission().push(e) }.is_ok() {
+                return Ok(());
+            }
+            StatsCells::bump(&stats.sq_full_flushes);
+            self.flush(stats).map_err(|e| errno(&e))?;
+        }
+        // The kernel consumed nothing three times over: the ring is unusable.
+        Err(libc::EBUSY)
+    }
+
+    pub(crate) fn push_chain(
+        &mut self,
+        items: &mut Vec<(u64, Item, Link)>,
+        stats: &StatsCells,
+    ) -> Result<(), i32> {
+        let cap = self.ring.submission().capacity();
+        if items.len() > cap {
+            return Err(libc::EINVAL);
+        }
+        // A chain must reach the kernel in one piece: make room first.
+        let mut tries = 0;
+        while cap - self.ring.submission().len() < items.len() {
+            StatsCells::bump(&stats.sq_full_flushes);
+            self.flush(stats).map_err(|e| errno(&e))?;
+            tries += 1;
+            if tries > 3 {
+                return Err(libc::EBUSY);
+            }
+        }
+        let mut sq = self.ring.submission();
+        for (ud, item, link) in items.drain(..) {
+            let Item::Sqe(e) = item else {
+                return Err(libc::EINVAL);
+            };
+            let e = e.user_data(ud).flags(link_flags(link));
+            // SAFETY: as in push_entry; room was made above.
+            if unsafe { sq.push(&e) }.is_err() {
+                return Err(libc::EBUSY);
+            }
+        }
+        Ok(())
+    }
+
+    fn enter(
+        &mut self,
+        to_submit: u32,
+        min_complete: u32,
+        flags: u32,
+        timeout: Option<Duration>,
+        stats: &StatsCells,
+    ) -> io::Result<u32> {
+        StatsCells::bump(&stats.enters);
+        StatsCells::bump(&stats.syscalls);
+        if let Some(fd) = self.fail_next.take() {
+            return enter(fd, false, to_submit, min_complete, flags, timeout);
+        }
+        enter(
+            self.enter_fd,
+            self.registered,
+            to_submit,
+            min_complete,
+            flags,
+            timeout,
+        )
+    }
+
+    /// Flags an enter needs besides the caller's: GETEVENTS to flush a CQ overflow or run
+    /// deferred task work, SQ_WAKEUP for a sleeping SQPOLL thread.
+    fn sq_flags(&mut self, stats: &StatsCells) -> (u32, bool) {
+        let sq = self.ring.submission();
+        let mut flags = 0;
+        if sq.cq_overflow() {
+            StatsCells::bump(&stats.cq_overflows);
+            flags |= ENTER_GETEVENTS;
+        }
+        if sq.taskrun() {
+            flags |= ENTER_GETEVENTS;
+        }
+        let mut must_enter = flags != 0;
+        if self.sqpoll {
+            // The SQPOLL thread needs a wake-up only once it has gone idle (see io_uring(7)
+            // and the io-uring crate's `need_wakeup`); the fence orders our tail store before
+            // the flags load.
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            if sq.need_wakeup() {
+                flags |= ENTER_SQ_WAKEUP;
+                must_enter = true;
+            }
+        }
+        (flags, must_enter)
+    }
+
+    /// Submits what is in the SQ without waiting.
+    pub(crate) fn flush(&mut self, stats: &StatsCells) -> io::Result<usize> {
+        let mut total = 0usize;
+        loop {
+            let pending = self.ring.submission().len() as u32;
+            let (flags, must_enter) = self.sq_flags(stats);
+            if pending == 0 && !must_enter {
+                return Ok(total);
+            }
+            if self.sqpoll && !must_enter {
+                // The kernel thread is awake and will pick the entries up.
+                return Ok(total + pending as usize);
+            }
+            match self.enter(pending, 0, flags, None, stats) {
+                Ok(n) => {
+                    total += n as usize;
+                    self.reap(stats);
+                    // With SUBMIT_ALL everything went in; without it the kernel stops at an
+                    // entry that failed to prepare (and posts its CQE): go on with the rest.
+                    if n == 0 || self.ring.submission().is_empty() || self.sqpoll {
+                        return Ok(total);
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EBUSY)) => {
+                    // The kernel is short of memory for requests, or the CQ overflow list is
+                    // full: reap to make room, then try again.
+                    if self.reap(stats) == 0 {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Copies every available CQE out of the ring; returns how many.
+    fn reap(&mut self, stats: &StatsCells) -> usize {
+        let mut n = 0;
+        loop {
+            {
+                let mut cq = self.ring.completion();
+                for cqe in &mut cq {
+                    self.cqes.push((cqe.user_data(), cqe.result(), cqe.flags()));
+                    n += 1;
+                }
+            }
+            // With NODROP, completions that did not fit wait in the kernel; an enter with
+            // GETEVENTS moves them into the CQ once there is room.
+            if !self.ring.submission().cq_overflow() {
+                return n;
+            }
+            StatsCells::bump(&stats.cq_overflows);
+            if let Err(e) = self.enter(0, 0, ENTER_GETEVENTS, None, stats) {
+                if e.raw_os_error() != Some(libc::EINTR) {
+                    return n;
+                }
+            }
+        }
+    }
+
+    /// Submits the batch and waits for at least one completion or the timeout.
+    pub(crate) fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        out: &mut Vec<(u64, i32, u32)>,
+        stats: &StatsCells,
+    ) -> io::Result<()> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let result = loop {
+            self.reap(stats);
+            let pending = self.ring.submission().len() as u32;
+            let (mut flags, _) = self.sq_flags(stats);
+            flags |= ENTER_GETEVENTS;
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let poll_only = !self.cqes.is_empty() || remaining == Some(Duration::ZERO);
+            let want = if poll_only { 0 } else { 1 };
+            let mut ts = None;
+            if want == 1 {
+                if let Some(rem) = remaining {
+                    if self.ext_arg {
+                        ts = Some(rem);
+                    } else {
+                        self.push_wait_timeout(rem, stats);
+                    }
+                }
+            }
+            let pending = pending.max(self.ring.submission().len() as u32);
+            if !self.cqes.is_empty() && pending == 0 && flags == ENTER_GETEVENTS && !self.sqpoll {
+                // Completions at hand and nothing to submit or flush: no need to enter.
+                break Ok(());
+            }
+            match self.enter(pending, want, flags, ts, stats) {
+                Ok(_) => break Ok(()),
+                Err(e) => match e.raw_os_error() {
+                    // A timed wait that expired: not an error.
+                    Some(libc::ETIME) => break Ok(()),
+                    // A signal: whatever was submitted stays submitted (the SQ head moved);
+                    // wait again for the rest of the time, resubmitting only what is left.
+                    Some(libc::EINTR) => {
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            break Ok(());
+                        }
+                    }
+                    Some(libc::EAGAIN) | Some(libc::EBUSY) => {
+                        if self.reap(stats) == 0 {
+                            // Give the kernel a moment to free request memory.
+                            std::thread::yield_now();
+                        }
+                        if !self.cqes.is_empty() {
+                            break Ok(());
+                        }
+                    }
+                    _ => break Err(e),
+                },
+            }
+        };
+        self.reap(stats);
+        out.append(&mut self.cqes);
+        result
+    }
+
+    /// Bounds a wait on kernels without EXT_ARG with an internal TIMEOUT request.
+    fn push_wait_timeout(&mut self, after: Duration, stats: &StatsCells) {
+        *self.wait_ts = io_uring::types::Timespec::new()
+            .sec(after.as_secs())
+            .nsec(after.subsec_nanos());
+        let e = opcode::Timeout::new(&*self.wait_ts)
+            .build()
+            .user_data(INTERNAL);
+        let _ = self.push_entry(&e, stats);
+    }
+
+    pub(crate) fn drain(&mut self, out: &mut Vec<(u64, i32, u32)>) {
+        out.append(&mut self.cqes);
+    }
+
+    pub(crate) fn cancel(&mut self, ud: u64, stats: &StatsCells) -> io::Result<()> {
+        let e = opcode::AsyncCancel::new(ud).build().user_data(INTERNAL);
+        self.push_entry(&e, stats)
+            .map_err(io::Error::from_raw_os_error)
+    }
+
+    pub(crate) fn install_file(&mut self, slot: u32, fd: OwnedFd) -> io::Result<()> {
+        let raw = fd.into_raw_fd();
+        let r = self.ring.submitter().register_files_update(slot, &[raw]);
+        // The table holds its own reference now (or the update failed): ours goes either way.
+        // SAFETY: `raw` came from into_raw_fd above and is closed exactly once here.
+        unsafe { libc::close(raw) };
+        r.map(|_| ())
+    }
+
+    /// Empties a slot in the kernel's table. Requests in flight hold their own reference to
+    /// the old file, so this never pulls a file from under them.
+    pub(crate) fn empty_slot(&mut self, slot: u32) -> io::Result<()> {
+        self.ring
+            .submitter()
+            .register_files_update(slot, &[-1])
+            .map(|_| ())
+    }
+
+    /// The engine is going away with requests the kernel still owns: keep the ring's memory
+    /// and the registered arena alive forever rather than let the kernel write freed memory.
+    pub(crate) fn leak_on_drop(&mut self) {
+        if let Some(b) = self.bufs.take() {
+            std::mem::forget(b);
+        }
+        // Closing the ring makes the kernel cancel and reap what is left on its own; the
+        // buffers those requests point at were leaked by the engine.
+        let _ = self.ring_fd;
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(b) = &self.bufs {
+            b.mark_unregistered();
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! Ring setup with the best flags the running kernel accepts, the probe, and the
+//! registrations (ring fd, buffers, files), each degrading on its own with a recorded reason.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use io_uring::{opcode, IoUring, Probe};
+
+use super::{submit, Driver};
+use crate::buf::BufPool;
+use crate::capability::{io_uring_disabled, memlock, Backend, Feature, Report, Status};
+use crate::engine::Builder;
+
+/// A set of setup flags to try, best first.
+struct Rung {
+    name: &'static str,
+    single_issuer: bool,
+    defer_taskrun: bool,
+    coop_taskrun: bool,
+    submit_all: bool,
+}
+
+const RUNGS: &[Rung] = &[
+    Rung {
+        name: "SINGLE_ISSUER | DEFER_TASKRUN | SUBMIT_ALL",
+        single_issuer: true,
+        defer_taskrun: true,
+        coop_taskrun: false,
+        submit_all: true,
+    },
+    Rung {
+        name: "SINGLE_ISSUER | COOP_TASKRUN | SUBMIT_ALL",
+        single_issuer: true,
+        defer_taskrun: false,
+        coop_taskrun: true,
+        submit_all: true,
+    },
+    Rung {
+        name: "COOP_TASKRUN | SUBMIT_ALL",
+        single_issuer: false,
+        defer_taskrun: false,
+        coop_taskrun: true,
+        submit_all: true,
+    },
+    Rung {
+        name: "SUBMIT_ALL",
+        single_issuer: false,
+        defer_taskrun: false,
+        coop_taskrun: false,
+        submit_all: true,
+    },
+    Rung {
+        name: "(none)",
+        single_issuer: false,
+        defer_taskrun: false,
+        coop_taskrun: false,
+        submit_all: false,
+    },
+];
+
+/// The opcodes the engine needs on io_uring (all in 5.6), and the optional ones.
+const REQUIRED: &[(&str, u8)] = &[
+    ("NOP", opcode::Nop::CODE),
+    ("READ", opcode::Read::CODE),
+    ("WRITE", opcode::Write::CODE),
+    ("READV", opcode::Readv::CODE),
+    ("WRITEV", opcode::Writev::CODE),
+    ("READ_FIXED", opcode::ReadFixed::CODE),
+    ("WRITE_FIXED", opcode::WriteFixed::CODE),
+    ("FSYNC", opcode::Fsync::CODE),
+    ("FALLOCATE", opcode::Fallocate::CODE),
+    ("OPENAT2", opcode::OpenAt2::CODE),
+    ("CLOSE", opcode::Close::CODE),
+    ("STATX", opcode::Statx::CODE),
+    ("TIMEOUT", opcode::Timeout::CODE),
+    ("LINK_TIMEOUT", opcode::LinkTimeout::CODE),
+    ("ASYNC_CANCEL", opcode::AsyncCancel::CODE),
+    ("POLL_ADD", opcode::PollAdd::CODE),
+];
+
+const OPTIONAL: &[(&str, u8)] = &[
+    ("SPLICE", opcode::Splice::CODE),
+    ("SEND", opcode::Send::CODE),
+    ("RECV", opcode::Recv::CODE),
+    ("ACCEPT", opcode::Accept::CODE),
+    ("CONNECT", opcode::Connect::CODE),
+    ("SHUTDOWN", opcode::Shutdown::CODE),
+    ("SOCKET", opcode::Socket::CODE),
+    ("SEND_ZC", opcode::SendZc::CODE),
+    ("READ_MULTISHOT", opcode::ReadMulti::CODE),
+    ("FIXED_FD_INSTALL", 54),
+];
+
+fn describe_setup_error(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENOSYS) => {
+            "io_uring_setup failed with ENOSYS: the kernel has no io_uring (before 5.1, or \
+             CONFIG_IO_URING off), or a seccomp filter hides it"
+                .to_string()
+        }
+        Some(libc::EPERM) | Some(libc::EACCES) => {
+            let sysctl = match io_uring_disabled() {
+                Some(v) => format!("kernel.io_uring_disabled={v}"),
+                None => "no kernel.io_uring_disabled sysctl".to_string(),
+            };
+            format!(
+                "io_uring_setup failed with EPERM ({sysctl}; a container seccomp profile such \
+                 as Docker's default also denies it)"
+            )
+        }
+        Some(libc::ENOMEM) => {
+            let (soft, _) = memlock();
+            format!(
+                "io_uring_setup failed with ENOMEM (RLIMIT_MEMLOCK soft limit {soft} bytes; \
+                 kernels before 5.12 charge ring memory to it)"
+            )
+        }
+        _ => format!("io_uring_setup failed: {e}"),
+    }
+}
+
+impl Driver {
+    pub(crate) fn open(
+        b: &Builder,
+        engine_id: u64,
+        bufs: Option<&BufPool>,
+    ) -> io::Result<(Driver, Report)> {
+        let sq = b.entries.next_power_of_two().clamp(1, 32768);
+        let cq = b
+            .cq_entries
+            .unwrap_or(0)
+            .max(sq * 2)
+            .next_power_of_two()
+            .min(65536);
+        let mut report = Report::new(Backend::Uring, String::new());
+        let dis = |f: Feature| b.disabled.contains(f);
+
+        let try_build = |rung: &Rung, sqpoll: Option<u32>| -> io::Result<IoUring> {
+            let mut builder = IoUring::builder();
+            builder.setup_cqsize(cq).dontfork();
+            if rung.single_issuer {
+                builder.setup_single_issuer();
+            }
+            if rung.defer_taskrun {
+                builder.setup_defer_taskrun();
+            }
+            if rung.coop_taskrun {
+                builder.setup_coop_taskrun();
+            }
+            if rung.submit_all {
+                builder.setup_submit_all();
+            }
+            if let Some(idle) = sqpoll {
+                builder.setup_sqpoll(idle);
+            }
+            builder.build(sq)
+        };
+
+        let usable = |r: &&Rung| {
+            !(r.single_issuer && dis(Feature::SingleIssuer)
+                || r.defer_taskrun && dis(Feature::DeferTaskrun)
+                || r.coop_taskrun && dis(Feature::CoopTaskrun)
+                || r.submit_all && dis(Feature::SubmitAll))
+        };
+
+        let mut ring = None;
+        let mut used_rung = None;
+        let mut sqpoll_on = false;
+        let sqpoll_tries: Vec<Option<u32>> = match b.sqpoll_idle {
+            Some(idle) => vec![Some(idle), None],
+            None => vec![None],
+        };
+        'outer: for sqpoll in sqpoll_tries {
+            for rung in RUNGS.iter().filter(usable) {
+                // DEFER_TASKRUN needs the submitter to reap; SQPOLL submits from a kernel
+                // thread: the kernel rejects the pair.
+                if sqpoll.is_some() && rung.defer_taskrun {
+                    continue;
+                }
+                match try_build(rung, sqpoll) {
+                    Ok(r) => {
+                        ring = Some(r);
+                        used_rung = Some(rung);
+                        sqpoll_on = sqpoll.is_some();
+                        break 'outer;
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                        report.setup_rejected.push(format!(
+                            "{}{}: EINVAL",
+                            rung.name,
+                            if sqpoll.is_some() { " | SQPOLL" } else { "" }
+                        ));
+                    }
+                    Err(e) if sqpoll.is_some() && e.raw_os_error() == Some(libc::EPERM) => {
+                        report.setup_rejected.push(format!(
+                            "{} | SQPOLL: EPERM (needs privileges before 5.11)",
+                            rung.name
+                        ));
+                        continue 'outer;
+                    }
+                    Err(e) => {
+                        return Err(io::Error::new(e.kind(), describe_setup_error(&e)));
+                    }
+                }
+            }
+        }
+        let Some(ring) = ring else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "io_uring_setup rejected every flag set: {}",
+                    report.setup_rejected.join("; ")
+                ),
+            ));
+        };
+        let rung = used_rung.map(|r| r.name).unwrap_or("(none)");
+
+        let p = ring.params();
+        if !p.is_feature_nodrop() || !p.is_feature_submit_stable() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "io_uring lacks IORING_FEAT_NODROP or IORING_FEAT_SUBMIT_STABLE (kernel before \
+                 5.5): completions could be lost",
+            ));
+        }
+
+        let mut probe = Probe::new();
+        if let Err(e) = ring.submitter().register_probe(&mut probe) {
+            return Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "io_uring probe failed ({e}): kernel before 5.6, which lacks the basic opcodes"
+                ),
+            ));
+        }
+        let missing: Vec<&str> = REQUIRED
+            .iter()
+            .filter(|(_, c)| !probe.is_supported(*c))
+            .map(|(n, _)| *n)
+            .collect();
+        if !missing.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("io_uring lacks required opcodes: {}", missing.join(", ")),
+            ));
+        }
+
+        report.backend_reason = "io_uring set up with the minimum features".into();
+        report.queue_sizes = (p.sq_entries(), p.cq_entries());
+        report.setup_flags = rung.split(" | ").filter(|s| *s != "(none)").collect();
+        report.setup_flags.push("CQSIZE");
+        if sqpoll_on {
+            report.setup_flags.push("SQPOLL");
+            report.sqpoll = Status::on(format!(
+                "kernel thread polls the SQ, sleeps after {} ms idle",
+                b.sqpoll_idle.unwrap_or(0)
+            ));
+        } else if b.sqpoll_idle.is_some() {
+            report.sqpoll = Status::off("requested but rejected by the kernel");
+        }
+        report.features = vec![
+            ("NODROP", p.is_feature_nodrop()),
+            ("SUBMIT_STABLE", p.is_feature_submit_stable()),
+            ("RW_CUR_POS", p.is_feature_rw_cur_pos()),
+            ("FAST_POLL", p.is_feature_fast_poll()),
+            ("EXT_ARG", p.is_feature_ext_arg()),
+            ("NATIVE_WORKERS", p.is_feature_native_workers()),
+            ("LINKED_FILE", p.is_feature_linked_file()),
+        ];
+        report.opcodes = REQUIRED
+            .iter()
+            .chain(OPTIONAL)
+            .map(|(n, c)| (*n, probe.is_supported(*c)))
+            .collect();
+
+        let ext_arg = p.is_feature_ext_arg() && !dis(Feature::ExtArg);
+        report.timed_wait = if ext_arg {
+            Status::on("io_uring_enter with EXT_ARG timeout")
+        } else {
+            Status::off("no EXT_ARG (before 5.11) or disabled: an internal TIMEOUT request bounds each timed wait")
+        };
+
+        let ring_fd = ring.as_raw_fd();
+        let (enter_fd, registered) = if dis(Feature::RegisteredRingFd) {
+            report.registered_ring_fd = Status::off("disabled by the builder");
+            (ring_fd, false)
+        } else {
+            match submit::register_ring_fd(ring_fd) {
+                Ok(idx) => {
+                    report.registered_ring_fd =
+                        Status::on("io_uring_enter skips the descriptor lookup");
+                    (idx as i32, true)
+                }
+                Err(e) => {
+                    report.registered_ring_fd =
+                        Status::off(format!("IORING_REGISTER_RING_FDS failed ({e}; needs 5.18)"));
+                    (ring_fd, false)
+                }
+            }
+        };
+
+        // Registered buffers: one registration of the whole arena.
+        report.registered_buffers = match bufs {
+            None => Status::off("no buffer pool configured"),
+            Some(_) if dis(Feature::RegisteredBuffers) => {
+                Status::off("disabled by the builder: fixed operations run as plain ones")
+            }
+            Some(pool) => {
+                let iov = pool.arena_iovec();
+                // SAFETY: the arena stays mapped while the pool lives; the pool outlives the
+                // ring's use of it because every FixedBuf (and so every fixed operation) holds
+                // the arena, and the ring is torn down before the engine's pool handle is
+                // dropped (Engine field order and leak-on-timeout in Drop).
+                match unsafe { ring.submitter().register_buffers(&[iov]) } {
+                    Ok(()) => {
+                        pool.mark_registered(engine_id, 0);
+                        Status::on(format!(
+                            "{} x {} KiB registered as one arena ({} KiB pinned)",
+                            pool.count(),
+                            pool.buf_size() / 1024,
+                            iov.iov_len / 1024
+                        ))
+                    }
+                    Err(e) => {
+                        let why = match e.raw_os_error() {
+                            Some(libc::ENOMEM) => format!(
+                                "RLIMIT_MEMLOCK (soft {} bytes) is below the {} bytes to pin and \
+                                 CAP_IPC_LOCK is absent; raise `ulimit -l`",
+                                memlock().0,
+                                iov.iov_len
+                            ),
+                            Some(libc::EPERM) => "EPERM from the kernel".to_string(),
+                            _ => e.to_string(),
+                        };
+                        Status::off(format!(
+                            "registration refused ({why}): fixed operations run as plain ones, \
+                             same results"
+                        ))
+                    }
+                }
+            }
+        };
+
+        // The fixed-file table.
+        let mut fixed_native = false;
+        report.fixed_files = if b.fixed_files == 0 {
+            Status::off("no slots configured")
+        } else if dis(Feature::FixedFiles) {
+            Status::off("disabled by the builder: slots are emulated with ordinary descriptors")
+        } else {
+            let sub = ring.submitter();
+            let r = sub
+                .register_files_sparse(b.fixed_files)
+                .map(|_| "sparse")
+                .or_else(|_| {
+                    // Before 5.19: register a table of -1 entries (sparse slots since 5.5).
+                    sub.register_files(&vec![-1; b.fixed_files as usize])
+                        .map(|_| "table of -1")
+                });
+            match r {
+                Ok(how) => {
+                    fixed_native = true;
+                    Status::on(format!("{} direct-descriptor slots ({how})", b.fixed_files))
+                }
+                Err(e) => Status::off(format!(
+                    "registration failed ({e}): slots are emulated with ordinary descriptors"
+                )),
+            }
+        };
+
+        report.paths = vec![
+            ("nop", "IORING_OP_NOP".into()),
+            (
+                "read/write",
+                "IORING_OP_READ / WRITE (async in the kernel)".into(),
+            ),
+            (
+                "read_fixed",
+                if report.registered_buffers.active {
+                    "IORING_OP_READ_FIXED / WRITE_FIXED on the registered arena".into()
+                } else {
+                    "IORING_OP_READ / WRITE (buffers not registered)".into()
+                },
+            ),
+            ("readv/writev", "IORING_OP_READV / WRITEV".into()),
+            ("fsync", "IORING_OP_FSYNC".into()),
+            ("fallocate", "IORING_OP_FALLOCATE".into()),
+            (
+                "open",
+                if fixed_native {
+                    "IORING_OP_OPENAT2 (direct: into a fixed slot)".into()
+                } else {
+                    "IORING_OP_OPENAT2 (direct: emulated slot)".into()
+                },
+            ),
+            ("close", "IORING_OP_CLOSE".into()),
+            ("statx", "IORING_OP_STATX".into()),
+            ("timeout", "IORING_OP_TIMEOUT / LINK_TIMEOUT".into()),
+            ("cancel", "IORING_OP_ASYNC_CANCEL".into()),
+            ("poll", "IORING_OP_POLL_ADD".into()),
+            (
+                "splice",
+                if probe.is_supported(opcode::Splice::CODE) {
+                    "IORING_OP_SPLICE".into()
+                } else {
+                    "unsupported by this kernel (5.7+): completes with EINVAL".into()
+                },
+            ),
+        ];
+
+        let driver = Driver {
+            ring,
+            ring_fd,
+            enter_fd,
+            registered,
+            ext_arg,
+            sqpoll: sqpoll_on,
+            fixed_native,
+            fail_next: None,
+            cqes: Vec::with_capacity(cq as usize),
+            wait_ts: Box::new(io_uring::types::Timespec::new()),
+            bufs: bufs.cloned(),
+        };
+        Ok((driver, report))
+    }
+}

@@ -1,0 +1,854 @@
+//! The public Completion API: [`Engine`], its [`Builder`], [`Ticket`]s and [`Chain`]s.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::backend::{Driver, Link};
+use crate::buf::{BufPool, FixedBuf};
+use crate::capability::{Backend, Feature, Features, Report};
+use crate::fd::{FileTable, FixedFile};
+use crate::op::{BuildCtx, Op};
+use crate::stats::{Stats, StatsCells};
+
+/// The user_data of requests the engine makes for itself (cancels, wait timeouts); their
+/// completions are consumed internally. Slab keys never reach u32::MAX.
+pub(crate) const INTERNAL: u64 = u32::MAX as u64;
+
+static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Which backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// io_uring when the ring can be set up with the minimum features, else epoll.
+    Auto,
+    /// io_uring or a clear error; never silently degrades.
+    Uring,
+    /// The epoll readiness backend with a blocking pool for files.
+    Epoll,
+}
+
+impl BackendChoice {
+    /// Parses `auto`, `uring` (or `io_uring`), `epoll`.
+    pub fn parse(s: &str) -> io::Result<BackendChoice> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(BackendChoice::Auto),
+            "uring" | "io_uring" | "io-uring" => Ok(BackendChoice::Uring),
+            "epoll" => Ok(BackendChoice::Epoll),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("unknown backend {other:?}: expected auto, uring or epoll"),
+            )),
+        }
+    }
+
+    /// The choice named by `TRUEIO_BACKEND`, or `Auto` when it is unset.
+    pub fn from_env() -> io::Result<BackendChoice> {
+        match std::env::var("TRUEIO_BACKEND") {
+            Ok(v) => Self::parse(&v)
+                .map_err(|e| io::Error::new(e.kind(), format!("TRUEIO_BACKEND: {e}"))),
+            Err(_) => Ok(BackendChoice::Auto),
+        }
+    }
+}
+
+/// Configures and builds an [`Engine`].
+///
+/// ```
+/// # fn main() -> std::io::Result<()> {
+/// use trueio::{BackendChoice, Engine};
+/// let engine = Engine::builder()
+///     .entries(128)
+///     .fixed_buffers(8, 64 * 1024)
+///     .fixed_files(16)
+///     .backend(BackendChoice::Auto)
+///     .build()?;
+/// println!("{}", engine.report());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    pub(crate) entries: u32,
+    pub(crate) cq_entries: Option<u32>,
+    pub(crate) buffers: (usize, usize),
+    pub(crate) fixed_files: u32,
+    pub(crate) sqpoll_idle: Option<u32>,
+    pub(crate) backend: Option<BackendChoice>,
+    pub(crate) disabled: Features,
+    pub(crate) pool_threads: Option<usize>,
+    pub(crate) pool_queue: Option<usize>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            entries: 256,
+            cq_entries: None,
+            buffers: (16, 64 * 1024),
+            fixed_files: 64,
+            sqpoll_idle: None,
+            backend: None,
+            disabled: Features::empty(),
+            pool_threads: None,
+            pool_queue: None,
+        }
+    }
+}
+
+impl Builder {
+    /// Submission queue size (rounded up to a power of two by the kernel; default 256). The
+    /// completion queue gets at least twice as many entries.
+    pub fn entries(mut self, n: u32) -> Self {
+        self.entries = n.max(1);
+        self
+    }
+
+    /// Completion queue size (at least twice `entries` is used whatever is asked).
+    pub fn cq_entries(mut self, n: u32) -> Self {
+        self.cq_entries = Some(n);
+        self
+    }
+
+    /// The registered buffer pool: `count` buffers of `size` bytes (page-aligned; default
+    /// 16 x 64 KiB). `count == 0` disables the pool.
+    pub fn fixed_buffers(mut self, count: usize, size: usize) -> Self {
+        self.buffers = (count, size);
+        self
+    }
+
+    /// Slots in the fixed-file table (default 64; 0 disables it).
+    pub fn fixed_files(mut self, slots: u32) -> Self {
+        self.fixed_files = slots;
+        self
+    }
+
+    /// Asks for a kernel submission thread (SQPOLL) that sleeps after `idle_ms` without work.
+    /// It burns a core while busy; opt in only where a core is spare.
+    pub fn sqpoll(mut self, idle_ms: u32) -> Self {
+        self.sqpoll_idle = Some(idle_ms);
+        self
+    }
+
+    /// The backend, overriding `TRUEIO_BACKEND`.
+    pub fn backend(mut self, choice: BackendChoice) -> Self {
+        self.backend = Some(choice);
+        self
+    }
+
+    /// Switches an optional kernel feature off, as if the kernel lacked it (to test each rung
+    /// of the degradation ladder, or to work around a kernel bug).
+    pub fn disable(mut self, feature: Feature) -> Self {
+        self.disabled.insert(feature);
+        self
+    }
+
+    /// Threads of the epoll backend's blocking pool (default: 4 per core, at least 4).
+    pub fn pool_threads(mut self, n: usize) -> Self {
+        self.pool_threads = Some(n.max(1));
+        self
+    }
+
+    /// Queue bound of the epoll backend's blocking pool; jobs beyond it wait in the engine.
+    pub fn pool_queue(mut self, n: usize) -> Self {
+        self.pool_queue = Some(n.max(1));
+        self
+    }
+
+    /// Builds the engine on the chosen backend.
+    pub fn build(self) -> io::Result<Engine> {
+        let choice = match self.backend {
+            Some(c) => c,
+            None => BackendChoice::from_env()?,
+        };
+        let id = NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed);
+        let files = Rc::new(FileTable::new(self.fixed_files));
+        let bufs = if self.buffers.0 > 0 {
+            Some(BufPool::new(self.buffers.0, self.buffers.1)?)
+        } else {
+            None
+        };
+        let (driver, report) = Driver::open(&self, choice, id, bufs.as_ref())?;
+        Ok(Engine {
+            inner: Rc::new(Inner {
+                id,
+                ops: RefCell::new(Slab::with_capacity(self.entries as usize * 2)),
+                driver: RefCell::new(driver),
+                stats: StatsCells::default(),
+                files,
+                bufs,
+                report,
+                generation: Cell::new(0),
+                wakers: RefCell::new(Vec::with_capacity(64)),
+                reaped: RefCell::new(Vec::with_capacity(256)),
+                finished: RefCell::new(Vec::new()),
+                chain_buf: RefCell::new(Vec::new()),
+            }),
+        })
+    }
+}
+
+/// The completion engine: takes owned operations, gives back completions that carry the
+/// result and every resource the operation owned.
+///
+/// One engine per thread (it is `!Send`): the thread-per-core model. On io_uring the ring is
+/// set up with `SINGLE_ISSUER` where the kernel has it, which binds it to this thread.
+///
+/// Submitting does not enter the kernel: operations are batched until the engine waits
+/// ([`Ticket::wait`], [`Engine::turn`]) or [`Engine::flush`] is called; one `io_uring_enter`
+/// then submits the batch and waits.
+///
+/// ```
+/// # fn main() -> std::io::Result<()> {
+/// use trueio::{op, Engine};
+/// let engine = Engine::new()?;
+/// let (r, buf) = engine
+///     .submit(op::Read::at(&std::fs::File::open("Cargo.toml")?, vec![0u8; 16], 0))
+///     .wait()?;
+/// assert_eq!(r?, 16);
+/// assert!(buf.starts_with(b"[workspace]"));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    inner: Rc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) id: u64,
+    pub(crate) ops: RefCell<Slab<Entry>>,
+    pub(crate) driver: RefCell<Driver>,
+    pub(crate) stats: StatsCells,
+    pub(crate) files: Rc<FileTable>,
+    pub(crate) bufs: Option<BufPool>,
+    pub(crate) report: Report,
+    generation: Cell<u32>,
+    /// Wakers collected while dispatching, woken after every borrow is released.
+    wakers: RefCell<Vec<Waker>>,
+    /// Completions taken from the backend, dispatched after the driver borrow ends.
+    reaped: RefCell<Vec<(u64, i32, u32)>>,
+    /// Operations whose handle was dropped and that have completed; finished (their output
+    /// built and dropped, closing any descriptor it holds) outside every borrow.
+    finished: RefCell<Vec<(Box<dyn Erased>, i32, u32)>>,
+    chain_buf: RefCell<Vec<(u64, crate::backend::Item, Link)>>,
+}
+
+/// One in-flight operation's lifecycle state.
+pub(crate) struct Entry {
+    gen: u32,
+    state: State,
+}
+
+enum State {
+    /// In the engine (pushed or submitted), nobody waiting.
+    Pending,
+    /// A task waits for it.
+    Waiting(Waker),
+    /// The final completion arrived.
+    Done { res: i32, flags: u32 },
+    /// The handle was dropped: the engine owns the operation until its final completion.
+    Ignored(Box<dyn Erased>),
+}
+
+/// An operation whose handle is gone, type-erased so the engine can finish it.
+pub(crate) trait Erased: Any {
+    fn finish(self: Box<Self>, res: i32, flags: u32);
+}
+
+impl<T: Op> Erased for T {
+    fn finish(self: Box<Self>, res: i32, flags: u32) {
+        // Building the output releases what it holds (a descriptor an open returned, a
+        // buffer back to its pool).
+        drop((*self).complete(res, flags));
+    }
+}
+
+fn user_data(key: usize, gen: u32) -> u64 {
+    ((gen as u64) << 32) | key as u64
+}
+
+fn split(ud: u64) -> (usize, u32) {
+    ((ud & 0xffff_ffff) as usize, (ud >> 32) as u32)
+}
+
+impl Engine {
+    /// An engine with the default settings on the backend `TRUEIO_BACKEND` names (`auto` when
+    /// unset).
+    pub fn new() -> io::Result<Engine> {
+        Builder::default().build()
+    }
+
+    /// A builder to configure queue depth, registered buffers, fixed files, SQPOLL and the
+    /// backend.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Which backend runs.
+    pub fn backend(&self) -> Backend {
+        self.inner.report.backend
+    }
+
+    /// Moves `op` into the engine and returns the handle of its completion.
+    ///
+    /// This does not enter the kernel; the operation is submitted with the next batch. It
+    /// never fails: an operation that cannot be submitted (a bad argument, a broken ring)
+    /// completes with the error and gives its resources back.
+    pub fn submit<T: Op>(&self, op: T) -> Ticket<T> {
+        self.inner.submit(op, Link::None)
+    }
+
+    /// Starts a chain of linked operations: each starts only when the previous one succeeded
+    /// (a failure or a short transfer completes the rest with `ECANCELED`).
+    pub fn chain(&self) -> Chain<'_> {
+        Chain::new(self, Link::Soft)
+    }
+
+    /// Starts a chain whose operations run in order whatever the results
+    /// (`IOSQE_IO_HARDLINK`).
+    pub fn hard_chain(&self) -> Chain<'_> {
+        Chain::new(self, Link::Hard)
+    }
+
+    /// Submits every pushed operation without waiting; returns how many entered the kernel
+    /// (epoll: 0).
+    pub fn flush(&self) -> io::Result<usize> {
+        let r = self.inner.driver.borrow_mut().flush(&self.inner.stats);
+        self.inner.dispatch();
+        r
+    }
+
+    /// Submits the batch, waits until at least one completion arrives (or `timeout` passes),
+    /// and dispatches every completion available. Returns how many operations completed.
+    pub fn turn(&self, timeout: Option<Duration>) -> io::Result<usize> {
+        self.inner.turn(timeout)
+    }
+
+    /// Dispatches completions already available, without waiting.
+    pub fn poll(&self) -> io::Result<usize> {
+        self.inner.turn(Some(Duration::ZERO))
+    }
+
+    /// Operations submitted and not yet finally completed (including those whose handle was
+    /// dropped).
+    pub fn in_flight(&self) -> usize {
+        self.inner.ops.borrow().len()
+    }
+
+    /// The registered buffer pool, when configured.
+    pub fn buffers(&self) -> Option<&BufPool> {
+        self.inner.bufs.as_ref()
+    }
+
+    /// A buffer from the registered pool, or a clear error when there is no pool or it is
+    /// exhausted.
+    pub fn fixed_buf(&self) -> io::Result<FixedBuf> {
+        match &self.inner.bufs {
+            Some(p) => p.get(),
+            None => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "no registered buffer pool: build the engine with fixed_buffers(count, size)",
+            )),
+        }
+    }
+
+    /// Puts `fd` in a free slot of the fixed-file table and returns the slot. Operations on a
+    /// [`FixedFile`] skip the per-operation descriptor lookup on io_uring.
+    pub fn register_file(&self, fd: OwnedFd) -> io::Result<FixedFile> {
+        let inner = &self.inner;
+        inner
+            .driver
+            .borrow_mut()
+            .release_slots(&inner.files)
+            .map_err(|e| io::Error::new(e.kind(), format!("fixed files: {e}")))?;
+        let slot = inner.files.free.borrow_mut().pop().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::Other,
+                format!(
+                    "fixed-file table full ({} slots); raise Builder::fixed_files",
+                    inner.files.size
+                ),
+            )
+        })?;
+        let file = FixedFile::new(slot, inner.files.clone());
+        if let Err(e) = inner
+            .driver
+            .borrow_mut()
+            .install_file(&inner.files, slot, fd)
+        {
+            // Dropping `file` releases the slot again.
+            drop(file);
+            return Err(io::Error::new(
+                e.kind(),
+                format!("fixed files: installing into slot {slot}: {e}"),
+            ));
+        }
+        Ok(file)
+    }
+
+    /// Counters: operations submitted and completed, kernel entries, SQ-full flushes, CQ
+    /// overflows, cancellations, pool jobs.
+    pub fn stats(&self) -> Stats {
+        self.inner.stats.snapshot()
+    }
+
+    /// What runs and why: backend, kernel, setup flags, features, opcodes, limits, and the
+    /// path each operation takes.
+    pub fn report(&self) -> &Report {
+        &self.inner.report
+    }
+
+    #[doc(hidden)]
+    /// Test hook: the next `io_uring_enter` uses `fd` instead of the ring (to provoke a submit
+    /// failure with SQEs pushed). No effect on the epoll backend.
+    pub fn __fail_next_enter_with(&self, fd: &impl AsRawFd) {
+        self.inner
+            .driver
+            .borrow_mut()
+            .fail_next_enter(fd.as_raw_fd());
+    }
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("backend", &self.backend())
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+impl Inner {
+    fn ctx(&self) -> BuildCtx<'_> {
+        BuildCtx {
+            engine_id: self.id,
+            files: &self.files,
+            fixed_files_native: self.report.fixed_files.active,
+        }
+    }
+
+    fn insert(&self) -> (usize, u32) {
+        let gen = self.generation.get().wrapping_add(1);
+        self.generation.set(gen);
+        let key = self.ops.borrow_mut().insert(Entry {
+            gen,
+            state: State::Pending,
+        });
+        (key, gen)
+    }
+
+    fn submit<T: Op>(self: &Rc<Self>, mut op: T, link: Link) -> Ticket<T> {
+        let (key, gen) = self.insert();
+        let ud = user_data(key, gen);
+        self.stats.submitted.set(self.stats.submitted.get() + 1);
+        let res = {
+            let mut d = self.driver.borrow_mut();
+            let ctx = self.ctx();
+            d.build(&mut op, &ctx)
+                .and_then(|item| d.push(ud, item, link, &self.stats))
+        };
+        if let Err(errno) = res {
+            self.complete_now(key, -errno);
+        }
+        self.dispatch();
+        Ticket {
+            inner: self.clone(),
+            key,
+            gen,
+            op: Some(op),
+        }
+    }
+
+    /// Completes an operation that never reached the kernel.
+    fn complete_now(&self, key: usize, res: i32) {
+        if let Some(e) = self.ops.borrow_mut().get_mut(key) {
+            e.state = State::Done { res, flags: 0 };
+        }
+        self.stats.completed.set(self.stats.completed.get() + 1);
+    }
+
+    fn turn(&self, timeout: Option<Duration>) -> io::Result<usize> {
+        self.driver.borrow_mut().release_slots(&self.files)?;
+        let r = {
+            let mut reaped = self.reaped.borrow_mut();
+            self.driver
+                .borrow_mut()
+                .wait(timeout, &mut reaped, &self.stats)
+        };
+        let n = self.dispatch();
+        r.map(|_| n)
+    }
+
+    /// Moves reaped completions into the table, wakes waiters, finishes ignored operations.
+    /// Returns how many final completions were dispatched.
+    pub(crate) fn dispatch(&self) -> usize {
+        let mut n = 0;
+        {
+            let mut reaped = self.reaped.borrow_mut();
+            self.driver.borrow_mut().drain(&mut reaped);
+            if reaped.is_empty() {
+                return 0;
+            }
+            let mut ops = self.ops.borrow_mut();
+            let mut wakers = self.wakers.borrow_mut();
+            let mut finished = self.finished.borrow_mut();
+            for (ud, res, flags) in reaped.drain(..) {
+                if ud & 0xffff_ffff == INTERNAL {
+                    continue;
+                }
+                let (key, gen) = split(ud);
+                let Some(entry) = ops.get_mut(key) else {
+                    continue;
+                };
+                if entry.gen != gen {
+                    continue;
+                }
+                n += 1;
+                match std::mem::replace(&mut entry.state, State::Done { res, flags }) {
+                    State::Waiting(w) => wakers.push(w),
+                    State::Ignored(op) => {
+                        ops.remove(key);
+                        finished.push((op, res, flags));
+                    }
+                    State::Pending | State::Done { .. } => {}
+                }
+            }
+        }
+        self.stats
+            .completed
+            .set(self.stats.completed.get() + n as u64);
+        // Wake and finish outside every borrow: a waker or a drop may call back in.
+        let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
+        let mut wakers = wakers;
+        for w in wakers.drain(..) {
+            w.wake();
+        }
+        *self.wakers.borrow_mut() = wakers;
+        loop {
+            let next = self.finished.borrow_mut().pop();
+            match next {
+                Some((op, res, flags)) => op.finish(res, flags),
+                None => break,
+            }
+        }
+        n
+    }
+
+    fn cancel(&self, ud: u64) {
+        self.stats.cancelled.set(self.stats.cancelled.get() + 1);
+        let r = self.driver.borrow_mut().cancel(ud, &self.stats);
+        if let Err(e) = r {
+            // The cancel could not be queued; the operation still completes on its own.
+            let _ = e;
+        }
+        self.dispatch();
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Every handle is gone (each holds an Rc), so every entry left is Ignored or Done.
+        let pending: Vec<u64> = self
+            .ops
+            .get_mut()
+            .iter()
+            .filter(|(_, e)| !matches!(e.state, State::Done { .. }))
+            .map(|(k, e)| user_data(k, e.gen))
+            .collect();
+        for ud in &pending {
+            let _ = self.driver.get_mut().cancel(*ud, &self.stats);
+        }
+        // Wait, with a bound, for the kernel to give back every operation.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self
+            .ops
+            .get_mut()
+            .iter()
+            .any(|(_, e)| !matches!(e.state, State::Done { .. }))
+        {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let r = {
+                let reaped = self.reaped.get_mut();
+                self.driver
+                    .get_mut()
+                    .wait(Some(deadline - now), reaped, &self.stats)
+            };
+            self.dispatch();
+            if r.is_err() {
+                break;
+            }
+        }
+        let ops = std::mem::take(self.ops.get_mut());
+        let mut leaked = 0usize;
+        for (_, e) in ops {
+            match e.state {
+                // Still owned by the kernel: leak rather than free memory it may write.
+                State::Ignored(op) => {
+                    leaked += 1;
+                    std::mem::forget(op);
+                }
+                State::Pending | State::Waiting(_) => leaked += 1,
+                State::Done { .. } => {}
+            }
+        }
+        if leaked > 0 {
+            self.driver.get_mut().leak_on_drop();
+        }
+    }
+}
+
+/// The handle of one submitted operation: wait for it, poll it as a future, or cancel it.
+///
+/// Dropping a ticket before its completion cancels the operation; the engine keeps the
+/// operation's resources until the kernel's final completion has been reaped, then releases
+/// them (closing any descriptor an open returned). `mem::forget` on a ticket leaks the
+/// operation, never frees what the kernel may still write.
+#[must_use = "dropping a Ticket cancels its operation"]
+pub struct Ticket<T: Op> {
+    inner: Rc<Inner>,
+    key: usize,
+    gen: u32,
+    op: Option<T>,
+}
+
+// The operation is never pinned structurally: the kernel sees only heap memory it owns.
+impl<T: Op> Unpin for Ticket<T> {}
+
+impl<T: Op> Ticket<T> {
+    /// The user_data the kernel sees for this operation.
+    pub fn user_data(&self) -> u64 {
+        user_data(self.key, self.gen)
+    }
+
+    /// True when the final completion has arrived (or the output was already taken).
+    pub fn is_done(&self) -> bool {
+        self.op.is_none()
+            || matches!(
+                self.inner.ops.borrow().get(self.key).map(|e| &e.state),
+                Some(State::Done { .. })
+            )
+    }
+
+    /// The output when the operation has completed; `None` while it is in flight or when the
+    /// output was taken already.
+    pub fn try_take(&mut self) -> Option<T::Output> {
+        self.op.as_ref()?;
+        let (res, flags) = {
+            let mut ops = self.inner.ops.borrow_mut();
+            let e = ops.get(self.key)?;
+            let State::Done { res, flags } = e.state else {
+                return None;
+            };
+            ops.remove(self.key);
+            (res, flags)
+        };
+        self.op.take().map(|op| op.complete(res, flags))
+    }
+
+    /// Drives the engine until this operation completes and returns its output. Fails only
+    /// when the engine itself fails (for example a ring inherited across `fork`); the
+    /// operation then stays owned by the engine.
+    pub fn wait(mut self) -> io::Result<T::Output> {
+        loop {
+            if let Some(out) = self.try_take() {
+                return Ok(out);
+            }
+            if self.op.is_none() {
+                return Err(io::Error::new(
+                    io::ErrorKind::Other,
+                    "the ticket's output was taken already",
+                ));
+            }
+            self.inner.turn(None)?;
+        }
+    }
+
+    /// Asks the engine to cancel the operation. Its completion still arrives: `ECANCELED`
+    /// with the resources, or the result it reached first (data read is never dropped).
+    pub fn cancel(&self) {
+        if !self.is_done() {
+            self.inner.cancel(self.user_data());
+        }
+    }
+}
+
+impl<T: Op> Future for Ticket<T> {
+    type Output = T::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T::Output> {
+        if let Some(out) = self.try_take() {
+            return Poll::Ready(out);
+        }
+        let mut ops = self.inner.ops.borrow_mut();
+        if let Some(e) = ops.get_mut(self.key) {
+            match &mut e.state {
+                State::Waiting(w) if w.will_wake(cx.waker()) => {}
+                s => *s = State::Waiting(cx.waker().clone()),
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl<T: Op> Drop for Ticket<T> {
+    fn drop(&mut self) {
+        let Some(op) = self.op.take() else { return };
+        let done = {
+            let mut ops = self.inner.ops.borrow_mut();
+            let Some(e) = ops.get_mut(self.key) else {
+                return;
+            };
+            match e.state {
+                State::Done { res, flags } => {
+                    ops.remove(self.key);
+                    Some((op, res, flags))
+                }
+                _ => {
+                    e.state = State::Ignored(Box::new(op));
+                    None
+                }
+            }
+        };
+        match done {
+            // Outside the borrow: building the output may drop a FixedBuf or close a file.
+            Some((op, res, flags)) => drop(op.complete(res, flags)),
+            None => self.inner.cancel(user_data(self.key, self.gen)),
+        }
+    }
+}
+
+impl<T: Op> fmt::Debug for Ticket<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ticket")
+            .field("user_data", &self.user_data())
+            .field("done", &self.is_done())
+            .finish()
+    }
+}
+
+/// Linked operations, submitted together: each starts when the one before it has finished.
+///
+/// With [`Engine::chain`], a failure (or a short read or write) completes the rest with
+/// `ECANCELED`; with [`Engine::hard_chain`] they run whatever happens. A
+/// [`LinkTimeout`](crate::op::LinkTimeout) pushed right after an operation bounds it.
+/// The chain is submitted when [`Chain::submit`] is called or the chain is dropped.
+///
+/// ```
+/// # fn main() -> std::io::Result<()> {
+/// use trueio::{op, Engine};
+/// let engine = Engine::new()?;
+/// let file = tempfile_like()?;
+/// let mut chain = engine.chain();
+/// let w = chain.push(op::Write::at(&file, b"hello".to_vec(), 0));
+/// let s = chain.push(op::Fsync::new(&file));
+/// chain.submit();
+/// assert_eq!(w.wait()?.0?, 5);
+/// s.wait()??;
+/// # Ok(()) }
+/// # fn tempfile_like() -> std::io::Result<std::fs::File> {
+/// #     let p = std::env::temp_dir().join(format!("trueio-doc-{}", std::process::id()));
+/// #     let f = std::fs::OpenOptions::new().create(true).write(true).read(true).open(&p)?;
+/// #     std::fs::remove_file(&p)?;
+/// #     Ok(f)
+/// # }
+/// ```
+pub struct Chain<'a> {
+    engine: &'a Engine,
+    link: Link,
+    items: Vec<(u64, crate::backend::Item, Link)>,
+    /// A step could not be built: like the kernel, fail the whole chain.
+    failed: bool,
+}
+
+impl<'a> Chain<'a> {
+    fn new(engine: &'a Engine, link: Link) -> Chain<'a> {
+        let items = std::mem::take(&mut *engine.inner.chain_buf.borrow_mut());
+        Chain {
+            engine,
+            link,
+            items,
+            failed: false,
+        }
+    }
+
+    /// Adds `op` to the chain.
+    pub fn push<T: Op>(&mut self, mut op: T) -> Ticket<T> {
+        let inner = &self.engine.inner;
+        let (key, gen) = inner.insert();
+        inner.stats.submitted.set(inner.stats.submitted.get() + 1);
+        let ud = user_data(key, gen);
+        let item = {
+            let d = inner.driver.borrow();
+            d.build(&mut op, &inner.ctx())
+        };
+        match item {
+            Ok(item) if !self.failed => self.items.push((ud, item, self.link)),
+            Ok(_) => inner.complete_now(key, -libc::ECANCELED),
+            Err(errno) => {
+                // A step that cannot be prepared fails the chain, as in the kernel: it
+                // completes with its error and every other step with ECANCELED.
+                inner.complete_now(key, -errno);
+                self.failed = true;
+            }
+        }
+        Ticket {
+            inner: inner.clone(),
+            key,
+            gen,
+            op: Some(op),
+        }
+    }
+
+    /// Submits the chain (also done on drop).
+    pub fn submit(self) {}
+
+    fn commit(&mut self) {
+        let inner = &self.engine.inner;
+        if let Some(last) = self.items.last_mut() {
+            last.2 = Link::None;
+        }
+        let r = if self.failed {
+            Err(libc::ECANCELED)
+        } else {
+            inner
+                .driver
+                .borrow_mut()
+                .push_chain(&mut self.items, &inner.stats)
+        };
+        if let Err(errno) = r {
+            for (ud, _, _) in self.items.drain(..) {
+                inner.complete_now(split(ud).0, -errno);
+            }
+        }
+        self.items.clear();
+        *inner.chain_buf.borrow_mut() = std::mem::take(&mut self.items);
+        inner.dispatch();
+    }
+}
+
+impl Drop for Chain<'_> {
+    fn drop(&mut self) {
+        self.commit();
+    }
+}
+
+impl fmt::Debug for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Chain")
+            .field("link", &self.link)
+            .field("len", &self.items.len())
+            .finish()
+    }
+}

@@ -1,0 +1,65 @@
+use std::io;
+
+use io_uring::{opcode, squeue};
+
+use super::{result, with_target, BuildCtx, Op, Plan, Syscall};
+use crate::fd::Fd;
+
+/// Allocates (or with `mode` flags such as `FALLOC_FL_PUNCH_HOLE`, deallocates) file space.
+#[derive(Debug)]
+pub struct Fallocate {
+    fd: Fd,
+    offset: u64,
+    len: u64,
+    mode: i32,
+}
+
+impl Fallocate {
+    /// `fallocate(fd, mode, offset, len)`; mode 0 allocates and extends the file size.
+    pub fn new(fd: impl Into<Fd>, offset: u64, len: u64, mode: i32) -> Fallocate {
+        Fallocate {
+            fd: fd.into(),
+            offset,
+            len,
+            mode,
+        }
+    }
+}
+
+impl Op for Fallocate {
+    type Output = io::Result<()>;
+
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+        let Fallocate {
+            fd,
+            offset,
+            len,
+            mode,
+        } = self;
+        Ok(with_target!(ctx.target(fd)?, |f| opcode::Fallocate::new(
+            f, *len
+        )
+        .offset(*offset)
+        .mode(*mode)
+        .build()))
+    }
+
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Plan {
+        if self.offset > i64::MAX as u64 || self.len > i64::MAX as u64 {
+            return Plan::Done(-libc::EFBIG);
+        }
+        match ctx.raw(self.fd.target()) {
+            Ok(fd) => Plan::Pool(Syscall::Fallocate {
+                fd,
+                mode: self.mode,
+                off: self.offset as i64,
+                len: self.len as i64,
+            }),
+            Err(e) => Plan::Done(-e),
+        }
+    }
+
+    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+        result(res).map(|_| ())
+    }
+}

@@ -1,0 +1,32 @@
+use std::io;
+
+use io_uring::{opcode, squeue};
+
+use super::{result, BuildCtx, Op, Plan};
+
+/// Does nothing; completes with `Ok(())`. Measures the engine's own overhead.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Nop;
+
+impl Nop {
+    /// A no-op.
+    pub fn new() -> Nop {
+        Nop
+    }
+}
+
+impl Op for Nop {
+    type Output = io::Result<()>;
+
+    fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+        Ok(opcode::Nop::new().build())
+    }
+
+    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Plan {
+        Plan::Done(0)
+    }
+
+    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+        result(res).map(|_| ())
+    }
+}

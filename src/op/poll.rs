@@ -1,0 +1,50 @@
+use std::io;
+
+use io_uring::{opcode, squeue};
+
+use super::{result, with_target, BuildCtx, Op, Plan};
+use crate::fd::Fd;
+
+/// Waits until a descriptor is ready (`poll(2)` events such as `POLLIN`, `POLLOUT`), once.
+/// Completes with the events that are ready (`POLLERR`/`POLLHUP` are always reported).
+#[derive(Debug)]
+pub struct PollAdd {
+    fd: Fd,
+    events: u32,
+}
+
+impl PollAdd {
+    /// Waits for any of `events` on `fd`.
+    pub fn new(fd: impl Into<Fd>, events: u32) -> PollAdd {
+        PollAdd {
+            fd: fd.into(),
+            events,
+        }
+    }
+}
+
+impl Op for PollAdd {
+    type Output = io::Result<u32>;
+
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+        let PollAdd { fd, events } = self;
+        Ok(with_target!(ctx.target(fd)?, |f| opcode::PollAdd::new(
+            f, *events
+        )
+        .build()))
+    }
+
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Plan {
+        match ctx.raw(self.fd.target()) {
+            Ok(fd) => Plan::Poll {
+                fd,
+                events: self.events,
+            },
+            Err(e) => Plan::Done(-e),
+        }
+    }
+
+    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+        result(res)
+    }
+}

@@ -1,0 +1,132 @@
+use std::io;
+
+use io_uring::{opcode, squeue, types};
+
+use super::{result, BuildCtx, Interest, Op, Plan, Syscall, MAX_IO};
+use crate::fd::{Fd, Target};
+
+/// Moves up to `len` bytes between two descriptors, one of which is a pipe, without copying
+/// through user space (`splice(2)`). Offsets apply to non-pipe ends (`None` = file position).
+#[derive(Debug)]
+pub struct Splice {
+    fd_in: Fd,
+    fd_out: Fd,
+    offs: Box<[i64; 2]>,
+    has_off: [bool; 2],
+    len: u32,
+    flags: u32,
+}
+
+impl Splice {
+    /// Splices `len` bytes from `fd_in` (at `off_in`) to `fd_out` (at `off_out`).
+    pub fn new(
+        fd_in: impl Into<Fd>,
+        off_in: Option<u64>,
+        fd_out: impl Into<Fd>,
+        off_out: Option<u64>,
+        len: usize,
+    ) -> Splice {
+        let o = |x: Option<u64>| x.map(|v| v.min(i64::MAX as u64) as i64).unwrap_or(-1);
+        Splice {
+            fd_in: fd_in.into(),
+            fd_out: fd_out.into(),
+            offs: Box::new([o(off_in), o(off_out)]),
+            has_off: [off_in.is_some(), off_out.is_some()],
+            len: len.min(MAX_IO) as u32,
+            flags: 0,
+        }
+    }
+
+    /// Adds `SPLICE_F_*` flags (e.g. `SPLICE_F_MOVE`, `SPLICE_F_MORE`).
+    pub fn flags(mut self, flags: u32) -> Splice {
+        self.flags = flags;
+        self
+    }
+}
+
+fn is_stream(fd: i32) -> bool {
+    // SAFETY: fstat writes only into the zeroed struct on this stack frame.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return false;
+    }
+    matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK)
+}
+
+impl Op for Splice {
+    type Output = io::Result<usize>;
+
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+        let (off_in, off_out) = (self.offs[0], self.offs[1]);
+        let len = self.len;
+        let flags = self.flags;
+        let e = match (ctx.target(&self.fd_in)?, ctx.target(&self.fd_out)?) {
+            (Target::Fd(i), Target::Fd(o)) => {
+                opcode::Splice::new(types::Fd(i), off_in, types::Fd(o), off_out, len)
+                    .flags(flags)
+                    .build()
+            }
+            (Target::Fixed(i), Target::Fd(o)) => {
+                opcode::Splice::new(types::Fixed(i), off_in, types::Fd(o), off_out, len)
+                    .flags(flags)
+                    .build()
+            }
+            (Target::Fd(i), Target::Fixed(o)) => {
+                opcode::Splice::new(types::Fd(i), off_in, types::Fixed(o), off_out, len)
+                    .flags(flags)
+                    .build()
+            }
+            (Target::Fixed(i), Target::Fixed(o)) => {
+                opcode::Splice::new(types::Fixed(i), off_in, types::Fixed(o), off_out, len)
+                    .flags(flags)
+                    .build()
+            }
+        };
+        Ok(e)
+    }
+
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Plan {
+        let (fd_in, fd_out) = match (ctx.raw(self.fd_in.target()), ctx.raw(self.fd_out.target())) {
+            (Ok(i), Ok(o)) => (i, o),
+            (Err(e), _) | (_, Err(e)) => return Plan::Done(-e),
+        };
+        let p = self.offs.as_mut_ptr();
+        let sys = Syscall::Splice {
+            fd_in,
+            off_in: if self.has_off[0] {
+                p
+            } else {
+                std::ptr::null_mut()
+            },
+            // SAFETY: p points to a 2-element array.
+            off_out: if self.has_off[1] {
+                unsafe { p.add(1) }
+            } else {
+                std::ptr::null_mut()
+            },
+            fd_out,
+            len: self.len as usize,
+            flags: self.flags,
+        };
+        // Wait on the stream end that can block: the input when it is a pipe or socket,
+        // otherwise the output.
+        if is_stream(fd_in) {
+            Plan::Io {
+                sys,
+                fd: fd_in,
+                interest: Interest::Read,
+            }
+        } else {
+            Plan::Io {
+                sys,
+                fd: fd_out,
+                interest: Interest::Write,
+            }
+        }
+    }
+
+    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+        result(res).map(|n| n as usize)
+    }
+}

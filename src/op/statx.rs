@@ -1,0 +1,108 @@
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use io_uring::{opcode, squeue, types};
+
+use super::{result, BuildCtx, Op, Plan, Syscall};
+use crate::fd::{Fd, Target};
+
+/// File metadata (`statx(2)`): by path relative to a directory, or of an open descriptor.
+///
+/// `mask` says which fields are wanted (`STATX_BASIC_STATS`, `STATX_DIOALIGN`...); check
+/// `stx_mask` in the result for what the filesystem filled in.
+pub struct Statx {
+    dir: Option<Fd>,
+    path: Option<CString>,
+    flags: i32,
+    mask: u32,
+    buf: Box<libc::statx>,
+}
+
+impl std::fmt::Debug for Statx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Statx")
+            .field("path", &self.path)
+            .field("flags", &self.flags)
+            .field("mask", &self.mask)
+            .finish()
+    }
+}
+
+fn zeroed() -> Box<libc::statx> {
+    // SAFETY: statx is plain integers; all-zero is a valid value.
+    Box::new(unsafe { std::mem::zeroed() })
+}
+
+impl Statx {
+    /// Metadata of `path` relative to `dir` (or the current directory). `flags` are `AT_*`
+    /// flags such as `AT_SYMLINK_NOFOLLOW`.
+    pub fn path(dir: Option<Fd>, path: impl AsRef<Path>, flags: i32, mask: u32) -> Statx {
+        Statx {
+            dir,
+            path: CString::new(path.as_ref().as_os_str().as_bytes()).ok(),
+            flags,
+            mask,
+            buf: zeroed(),
+        }
+    }
+
+    /// Metadata of an open descriptor (`AT_EMPTY_PATH`).
+    pub fn fd(fd: impl Into<Fd>, mask: u32) -> Statx {
+        Statx {
+            dir: Some(fd.into()),
+            path: Some(CString::default()),
+            flags: libc::AT_EMPTY_PATH,
+            mask,
+            buf: zeroed(),
+        }
+    }
+
+    fn dirfd(&self) -> Result<i32, i32> {
+        match self.dir.as_ref().map(|d| d.target()) {
+            None => Ok(libc::AT_FDCWD),
+            Some(Target::Fd(fd)) => Ok(fd),
+            // statx names a real descriptor, not a fixed slot.
+            Some(Target::Fixed(_)) => Err(libc::EBADF),
+        }
+    }
+}
+
+impl Op for Statx {
+    type Output = io::Result<libc::statx>;
+
+    fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+        let dirfd = self.dirfd()?;
+        let path = self.path.as_ref().ok_or(libc::EINVAL)?;
+        let buf: *mut libc::statx = &mut *self.buf;
+        Ok(
+            opcode::Statx::new(types::Fd(dirfd), path.as_ptr(), buf.cast::<types::statx>())
+                .flags(self.flags)
+                .mask(self.mask)
+                .build(),
+        )
+    }
+
+    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Plan {
+        let dirfd = match self.dirfd() {
+            Ok(d) => d,
+            Err(e) => return Plan::Done(-e),
+        };
+        let path = match &self.path {
+            Some(p) => p.as_ptr(),
+            None => return Plan::Done(-libc::EINVAL),
+        };
+        Plan::Pool(Syscall::Statx {
+            dirfd,
+            path,
+            flags: self.flags,
+            mask: self.mask,
+            buf: &mut *self.buf,
+        })
+    }
+
+    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+        result(res).map(|_| *self.buf)
+    }
+}

@@ -1,0 +1,223 @@
+//! Plain-data descriptions of system calls, for the epoll backend.
+//!
+//! A [`Syscall`] holds only numbers and pointers into memory that the owning operation keeps
+//! alive at a stable address (heap buffers, boxed iovecs, paths and result structs), so it can
+//! run inline on the engine's thread or be sent to the blocking pool while the operation itself
+//! stays in the engine.
+
+use std::os::fd::RawFd;
+
+/// One system call, ready to run. Results follow io_uring: a count, or a negated errno.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub enum Syscall {
+    /// No operation.
+    Nop,
+    /// `pread`/`read` (offset -1 = the file position).
+    Read {
+        fd: RawFd,
+        buf: *mut u8,
+        len: usize,
+        off: i64,
+    },
+    /// `pwrite`/`write`.
+    Write {
+        fd: RawFd,
+        buf: *const u8,
+        len: usize,
+        off: i64,
+    },
+    /// `preadv`.
+    Readv {
+        fd: RawFd,
+        iov: *const libc::iovec,
+        cnt: usize,
+        off: i64,
+    },
+    /// `pwritev`.
+    Writev {
+        fd: RawFd,
+        iov: *const libc::iovec,
+        cnt: usize,
+        off: i64,
+    },
+    /// `fsync`/`fdatasync`.
+    Fsync { fd: RawFd, datasync: bool },
+    /// `fallocate`.
+    Fallocate {
+        fd: RawFd,
+        mode: i32,
+        off: i64,
+        len: i64,
+    },
+    /// `openat2`, or `openat` on kernels without it when no RESOLVE_* flag is asked.
+    OpenAt2 {
+        dirfd: RawFd,
+        path: *const libc::c_char,
+        how: *const libc::open_how,
+    },
+    /// `close`.
+    Close { fd: RawFd },
+    /// `statx`.
+    Statx {
+        dirfd: RawFd,
+        path: *const libc::c_char,
+        flags: i32,
+        mask: u32,
+        buf: *mut libc::statx,
+    },
+    /// `splice`; the offsets point into the operation's own storage (null = none).
+    Splice {
+        fd_in: RawFd,
+        off_in: *mut i64,
+        fd_out: RawFd,
+        off_out: *mut i64,
+        len: usize,
+        flags: u32,
+    },
+}
+
+// SAFETY: a Syscall carries pointers into memory owned by an operation that the engine keeps
+// alive, unmoved and untouched until this call's result is reaped (the ownership invariant);
+// nothing else reads or writes that memory meanwhile, so running it on another thread is sound.
+unsafe impl Send for Syscall {}
+
+fn ret(r: isize) -> i32 {
+    if r < 0 {
+        -std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
+    } else {
+        r.min(i32::MAX as isize) as i32
+    }
+}
+
+impl Syscall {
+    /// Runs the call. With `nowait`, reads and writes on regular files use `RWF_NOWAIT` (fail
+    /// with -EAGAIN rather than block on the disk); the caller then moves them to the pool.
+    pub fn run(&self, nowait: bool) -> i32 {
+        let flags = if nowait { libc::RWF_NOWAIT } else { 0 };
+        // SAFETY (for every arm): the pointers come from the owning operation, which keeps the
+        // memory alive and in place until the result is reaped; lengths are the operation's own
+        // buffer sizes (see the Send impl).
+        match *self {
+            Syscall::Nop => 0,
+            Syscall::Read { fd, buf, len, off } => {
+                let iov = libc::iovec {
+                    iov_base: buf.cast(),
+                    iov_len: len,
+                };
+                rw_retry_espipe(off, |off| {
+                    // SAFETY: see above; `iov` lives on this stack frame for the call.
+                    unsafe { libc::preadv2(fd, &iov, 1, off, flags) }
+                })
+            }
+            Syscall::Write { fd, buf, len, off } => {
+                let iov = libc::iovec {
+                    iov_base: buf as *mut _,
+                    iov_len: len,
+                };
+                rw_retry_espipe(off, |off| {
+                    // SAFETY: see above.
+                    unsafe { libc::pwritev2(fd, &iov, 1, off, flags) }
+                })
+            }
+            Syscall::Readv { fd, iov, cnt, off } => rw_retry_espipe(off, |off| {
+                // SAFETY: see above; the iovec array is owned by the operation.
+                unsafe { libc::preadv2(fd, iov, cnt as i32, off, flags) }
+            }),
+            Syscall::Writev { fd, iov, cnt, off } => rw_retry_espipe(off, |off| {
+                // SAFETY: see above.
+                unsafe { libc::pwritev2(fd, iov, cnt as i32, off, flags) }
+            }),
+            Syscall::Fsync { fd, datasync } => {
+                // SAFETY: plain descriptor call.
+                let r = unsafe {
+                    if datasync {
+                        libc::fdatasync(fd)
+                    } else {
+                        libc::fsync(fd)
+                    }
+                };
+                ret(r as isize)
+            }
+            Syscall::Fallocate { fd, mode, off, len } => {
+                // SAFETY: plain descriptor call.
+                let r = unsafe { libc::fallocate(fd, mode, off, len) };
+                ret(r as isize)
+            }
+            Syscall::OpenAt2 { dirfd, path, how } => {
+                // SAFETY: `path` is a NUL-terminated CString and `how` an open_how, both owned
+                // by the operation.
+                let r = unsafe {
+                    libc::syscall(
+                        libc::SYS_openat2,
+                        dirfd,
+                        path,
+                        how,
+                        std::mem::size_of::<libc::open_how>(),
+                    )
+                };
+                let r = ret(r as isize);
+                // SAFETY: `how` is valid (see above).
+                let h = unsafe { &*how };
+                if r == -libc::ENOSYS && h.resolve == 0 {
+                    // Before 5.6: plain openat gives the same result when no RESOLVE_* flag is
+                    // asked (openat2 only adds stricter checks of flags and mode).
+                    // SAFETY: as above.
+                    let r = unsafe {
+                        libc::openat(dirfd, path, h.flags as i32, h.mode as libc::c_uint)
+                    };
+                    return ret(r as isize);
+                }
+                r
+            }
+            Syscall::Close { fd } => {
+                // SAFETY: the operation owns the descriptor and gave it up to this call.
+                let r = unsafe { libc::close(fd) };
+                // Linux always releases the descriptor, even when close reports an error.
+                ret(r as isize)
+            }
+            Syscall::Statx {
+                dirfd,
+                path,
+                flags,
+                mask,
+                buf,
+            } => {
+                // SAFETY: path and buf are owned by the operation.
+                let r = unsafe { libc::statx(dirfd, path, flags, mask, buf) };
+                ret(r as isize)
+            }
+            Syscall::Splice {
+                fd_in,
+                off_in,
+                fd_out,
+                off_out,
+                len,
+                flags,
+            } => {
+                let extra = if nowait { libc::SPLICE_F_NONBLOCK } else { 0 };
+                // SAFETY: the offsets are null or point into the operation's storage.
+                let r = unsafe { libc::splice(fd_in, off_in, fd_out, off_out, len, flags | extra) };
+                ret(r)
+            }
+        }
+    }
+}
+
+/// io_uring ignores the offset on pipes and sockets; `pread` fails there with ESPIPE. Retry as
+/// a plain read/write so both backends agree.
+fn rw_retry_espipe(off: i64, call: impl Fn(i64) -> isize) -> i32 {
+    let r = ret(call(off));
+    if r == -libc::ESPIPE && off != -1 {
+        return ret(call(-1));
+    }
+    r
+}
+
+impl trueio_fallback::Job for Syscall {
+    fn run(&mut self) -> isize {
+        Syscall::run(self, false) as isize
+    }
+}
