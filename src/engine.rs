@@ -428,6 +428,7 @@ impl fmt::Debug for Engine {
 }
 
 impl Inner {
+    #[inline]
     fn ctx(&self) -> BuildCtx<'_> {
         BuildCtx {
             engine_id: self.id,
@@ -436,6 +437,7 @@ impl Inner {
         }
     }
 
+    #[inline]
     fn insert(&self) -> (usize, u32) {
         let gen = self.generation.get().wrapping_add(1);
         self.generation.set(gen);
@@ -446,6 +448,7 @@ impl Inner {
         (key, gen)
     }
 
+    #[inline]
     fn submit<T: Op>(self: &Rc<Self>, mut op: T, link: Link) -> Ticket<T> {
         let (key, gen) = self.insert();
         let ud = user_data(key, gen);
@@ -459,7 +462,11 @@ impl Inner {
         if let Err(errno) = res {
             self.complete_now(key, -errno);
         }
-        self.dispatch();
+        // A push that had to flush a full SQ (or an epoll operation that completed inline)
+        // may have produced completions.
+        if self.driver.borrow().has_completions() {
+            self.dispatch();
+        }
         Ticket {
             inner: self.clone(),
             key,
@@ -643,6 +650,7 @@ impl<T: Op> Ticket<T> {
 
     /// The output when the operation has completed; `None` while it is in flight or when the
     /// output was taken already.
+    #[inline]
     pub fn try_take(&mut self) -> Option<T::Output> {
         self.op.as_ref()?;
         let (res, flags) = {

@@ -83,6 +83,7 @@ impl Driver {
         }
     }
 
+    #[inline]
     pub(crate) fn build<T: Op>(&self, op: &mut T, ctx: &BuildCtx<'_>) -> Result<Item, i32> {
         match self {
             Driver::Uring(_) => op.uring_sqe(ctx).map(Item::Sqe),
@@ -90,6 +91,15 @@ impl Driver {
         }
     }
 
+    #[inline]
+    pub(crate) fn has_completions(&self) -> bool {
+        match self {
+            Driver::Uring(d) => d.has_completions(),
+            Driver::Epoll(d) => d.has_completions(),
+        }
+    }
+
+    #[inline]
     pub(crate) fn push(
         &mut self,
         ud: u64,

@@ -40,7 +40,7 @@ pub(crate) struct Driver {
     events: Events,
     pool: Pool<Syscall>,
     timers: TimerHeap<u64>,
-    ops: HashMap<u64, Pending>,
+    ops: Table,
     fds: HashMap<RawFd, FdWaiters>,
     /// Operations to try (again) now.
     ready: VecDeque<u64>,
@@ -51,6 +51,55 @@ pub(crate) struct Driver {
     done: Vec<(u64, i32, u32)>,
     pool_done: Vec<Done<Syscall>>,
     nowait: bool,
+}
+
+/// Pending operations by user_data, indexed by the engine's slab key (the low 32 bits): no
+/// hashing on the hot path; the full user_data is checked on every lookup.
+#[derive(Default)]
+struct Table {
+    slots: Vec<Option<(u64, Pending)>>,
+    len: usize,
+}
+
+impl Table {
+    fn idx(ud: u64) -> usize {
+        (ud & 0xffff_ffff) as usize
+    }
+
+    fn insert(&mut self, ud: u64, p: Pending) {
+        let i = Self::idx(ud);
+        if self.slots.len() <= i {
+            self.slots.resize_with(i + 1, || None);
+        }
+        if self.slots[i].replace((ud, p)).is_none() {
+            self.len += 1;
+        }
+    }
+
+    fn get(&self, ud: &u64) -> Option<&Pending> {
+        match self.slots.get(Self::idx(*ud)) {
+            Some(Some((u, p))) if u == ud => Some(p),
+            _ => None,
+        }
+    }
+
+    fn get_mut(&mut self, ud: &u64) -> Option<&mut Pending> {
+        match self.slots.get_mut(Self::idx(*ud)) {
+            Some(Some((u, p))) if u == ud => Some(p),
+            _ => None,
+        }
+    }
+
+    fn remove(&mut self, ud: &u64) -> Option<Pending> {
+        let slot = self.slots.get_mut(Self::idx(*ud))?;
+        match slot {
+            Some((u, _)) if u == ud => {
+                self.len -= 1;
+                slot.take().map(|(_, p)| p)
+            }
+            _ => None,
+        }
+    }
 }
 
 struct Pending {
@@ -189,7 +238,7 @@ impl Driver {
                 events: Events::with_capacity(256),
                 pool,
                 timers: TimerHeap::new(),
-                ops: HashMap::new(),
+                ops: Table::default(),
                 fds: HashMap::new(),
                 ready: VecDeque::new(),
                 overflow: VecDeque::new(),
@@ -257,7 +306,9 @@ impl Driver {
             };
             self.insert(ud, plan, link, State::Blocked);
             match (plan, prev) {
-                (Plan::LinkTimer { .. }, Some(p)) if self.ops[&p].guard.is_none() => {
+                (Plan::LinkTimer { .. }, Some(p))
+                    if self.ops.get(&p).is_some_and(|x| x.guard.is_none()) =>
+                {
                     // Guards `p`; the chain goes on after the timeout.
                     if let Some(pp) = self.ops.get_mut(&p) {
                         pp.guard = Some(ud);
@@ -733,6 +784,10 @@ impl Driver {
         }
         out.append(&mut self.done);
         Ok(())
+    }
+
+    pub(crate) fn has_completions(&self) -> bool {
+        !self.done.is_empty()
     }
 
     pub(crate) fn drain(&mut self, out: &mut Vec<(u64, i32, u32)>) {

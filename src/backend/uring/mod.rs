@@ -63,6 +63,12 @@ impl Driver {
         self.fail_next = Some(fd);
     }
 
+    #[inline]
+    pub(crate) fn has_completions(&self) -> bool {
+        !self.cqes.is_empty()
+    }
+
+    #[inline]
     pub(crate) fn push(
         &mut self,
         ud: u64,
@@ -76,6 +82,7 @@ impl Driver {
         self.push_entry(&e.user_data(ud).flags(link_flags(link)), stats)
     }
 
+    #[inline]
     fn push_entry(&mut self, e: &squeue::Entry, stats: &StatsCells) -> Result<(), i32> {
         for _ in 0..3 {
             // SAFETY: every pointer in the SQE refers to memory owned by an operation that the

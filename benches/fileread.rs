@@ -1,0 +1,161 @@
+//! 4 KiB random reads of a page-cached file at queue depth 1 and 32: io_uring, the epoll
+//! backend (RWF_NOWAIT inline, pool on a miss) and blocking `pread` in a loop, in one run.
+//!
+//! `cargo bench --bench fileread` (`TRUEIO_BENCH_QUICK=1` for a short run). The file is read
+//! whole just before every run (the VM pages out idle page cache after about a minute);
+//! buffers are page-aligned (4K aliasing makes misaligned copies many times slower here).
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{Read as _, Write as _};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use trueio::buf::AlignedBuf;
+use trueio::{op, BackendChoice, Engine, Ticket};
+
+const BS: usize = 4096;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn warm(path: &std::path::Path) {
+    let mut f = File::open(path).expect("open");
+    let mut buf = vec![0u8; 1 << 20];
+    while f.read(&mut buf).expect("read") > 0 {}
+}
+
+fn pread_loop(file: &File, blocks: u64, dur: Duration) -> f64 {
+    let mut rng = Rng(0x9e3779b97f4a7c15);
+    let mut buf = AlignedBuf::zeroed(BS);
+    let start = Instant::now();
+    let mut ops = 0u64;
+    while start.elapsed() < dur {
+        for _ in 0..256 {
+            let off = (rng.next() % blocks) * BS as u64;
+            // SAFETY: buf holds BS writable bytes.
+            let r =
+                unsafe { libc::pread(file.as_raw_fd(), buf.as_mut_ptr().cast(), BS, off as i64) };
+            assert_eq!(r, BS as isize);
+        }
+        ops += 256;
+    }
+    ops as f64 / start.elapsed().as_secs_f64()
+}
+
+fn engine_loop(e: &Engine, file: &File, blocks: u64, qd: usize, dur: Duration) -> f64 {
+    let mut rng = Rng(0x9e3779b97f4a7c15);
+    let mut inflight: VecDeque<Ticket<op::Read<AlignedBuf>>> = VecDeque::with_capacity(qd);
+    let mut spare: Vec<AlignedBuf> = (0..qd).map(|_| AlignedBuf::zeroed(BS)).collect();
+    let start = Instant::now();
+    let mut ops = 0u64;
+    loop {
+        while inflight.len() < qd {
+            let Some(b) = spare.pop() else { break };
+            let off = (rng.next() % blocks) * BS as u64;
+            inflight.push_back(e.submit(op::Read::at(file, b, off)));
+        }
+        let Some(t) = inflight.pop_front() else { break };
+        let (r, b) = t.wait().expect("engine");
+        assert_eq!(r.expect("read"), BS);
+        spare.push(b);
+        ops += 1;
+        if ops % 1024 == 0 && start.elapsed() >= dur {
+            break;
+        }
+    }
+    for t in inflight {
+        let _ = t.wait();
+    }
+    ops as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let quick = std::env::var("TRUEIO_BENCH_QUICK").is_ok();
+    let size: u64 = if quick { 64 << 20 } else { 256 << 20 };
+    let dur = Duration::from_millis(if quick { 300 } else { 2000 });
+    let rounds = if quick { 1 } else { 3 };
+    let dir = std::env::var_os("TRUEIO_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let path = dir.join(format!("trueio-fileread-{}", std::process::id()));
+    {
+        let mut f = File::create(&path).expect("create bench file");
+        let chunk: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+        for _ in 0..size >> 20 {
+            f.write_all(&chunk).expect("write");
+        }
+    }
+    let file = File::open(&path).expect("open");
+    let blocks = size / BS as u64;
+    let uring = Engine::builder().backend(BackendChoice::Uring).build().ok();
+    let epoll = Engine::builder()
+        .backend(BackendChoice::Epoll)
+        .build()
+        .expect("epoll engine");
+    if uring.is_none() {
+        println!("(io_uring unavailable here: its rows are skipped)");
+    }
+
+    println!(
+        "4 KiB random reads, page-cached {} MiB file, ops/s (median of {rounds})",
+        size >> 20
+    );
+    println!(
+        "{:<6} {:>12} {:>12} {:>12} {:>10} {:>10}",
+        "depth", "pread", "io_uring", "epoll", "uring/pr", "epoll/pr"
+    );
+    for qd in [1usize, 32] {
+        let (mut p, mut u, mut ep) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            warm(&path);
+            p.push(pread_loop(&file, blocks, dur));
+            if let Some(e) = &uring {
+                warm(&path);
+                u.push(engine_loop(e, &file, blocks, qd, dur));
+            }
+            warm(&path);
+            ep.push(engine_loop(&epoll, &file, blocks, qd, dur));
+        }
+        let med = |v: &mut Vec<f64>| {
+            if v.is_empty() {
+                return f64::NAN;
+            }
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[v.len() / 2]
+        };
+        let (pm, um, em) = (med(&mut p), med(&mut u), med(&mut ep));
+        println!(
+            "QD{:<4} {:>12.0} {:>12.0} {:>12.0} {:>9.2}x {:>9.2}x",
+            qd,
+            pm,
+            um,
+            em,
+            um / pm,
+            em / pm
+        );
+    }
+    let s = epoll.stats();
+    println!(
+        "epoll backend: {} of {} reads inline (page-cache hits), {} on the pool, {:.2} syscalls/op",
+        s.inline_completions,
+        s.completed,
+        s.pool_jobs,
+        s.syscalls_per_op()
+    );
+    if let Some(e) = &uring {
+        let s = e.stats();
+        println!(
+            "io_uring: {:.3} io_uring_enter per op",
+            s.enters as f64 / s.completed.max(1) as f64
+        );
+    }
+    let _ = std::fs::remove_file(&path);
+}
