@@ -238,9 +238,12 @@ pub(crate) struct Inner {
     reaped: RefCell<Vec<(u64, i32, u32)>>,
     /// Operations whose handle was dropped and that have completed; finished (their output
     /// built and dropped, closing any descriptor it holds) outside every borrow.
-    finished: RefCell<Vec<(Box<dyn Erased>, i32, u32)>>,
+    finished: RefCell<Vec<Finished>>,
     chain_buf: RefCell<Vec<(u64, crate::backend::Item, Link)>>,
 }
+
+/// An operation whose handle is gone, with its final result.
+type Finished = (Box<dyn Erased>, i32, u32);
 
 /// One in-flight operation's lifecycle state.
 pub(crate) struct Entry {
@@ -371,13 +374,10 @@ impl Engine {
             .release_slots(&inner.files)
             .map_err(|e| io::Error::new(e.kind(), format!("fixed files: {e}")))?;
         let slot = inner.files.free.borrow_mut().pop().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::Other,
-                format!(
-                    "fixed-file table full ({} slots); raise Builder::fixed_files",
-                    inner.files.size
-                ),
-            )
+            io::Error::other(format!(
+                "fixed-file table full ({} slots); raise Builder::fixed_files",
+                inner.files.size
+            ))
         })?;
         let file = FixedFile::new(slot, inner.files.clone());
         if let Err(e) = inner
@@ -674,10 +674,7 @@ impl<T: Op> Ticket<T> {
                 return Ok(out);
             }
             if self.op.is_none() {
-                return Err(io::Error::new(
-                    io::ErrorKind::Other,
-                    "the ticket's output was taken already",
-                ));
+                return Err(io::Error::other("the ticket's output was taken already"));
             }
             self.inner.turn(None)?;
         }

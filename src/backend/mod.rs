@@ -87,7 +87,12 @@ impl Driver {
     pub(crate) fn build<T: Op>(&self, op: &mut T, ctx: &BuildCtx<'_>) -> Result<Item, i32> {
         match self {
             Driver::Uring(_) => op.uring_sqe(ctx).map(Item::Sqe),
-            Driver::Epoll(_) => Ok(Item::Plan(op.plan(ctx))),
+            // A plan that fails at once is a preparation failure, as the SQE builder's `Err`
+            // is on io_uring (a chain treats both alike).
+            Driver::Epoll(_) => match op.plan(ctx) {
+                Plan::Done(res) if res < 0 => Err(-res),
+                plan => Ok(Item::Plan(plan)),
+            },
         }
     }
 

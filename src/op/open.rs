@@ -87,7 +87,12 @@ impl OpenArgs {
         }
     }
 
-    fn sqe(&self, slot: Option<u32>) -> Result<squeue::Entry, i32> {
+    fn sqe(&mut self, slot: Option<u32>) -> Result<squeue::Entry, i32> {
+        if slot.is_some() {
+            // A direct descriptor has no close-on-exec state: the kernel rejects O_CLOEXEC
+            // together with a file_index (EINVAL).
+            self.how.flags &= !(libc::O_CLOEXEC as u64);
+        }
         let path = self.path.as_ref().ok_or(libc::EINVAL)?;
         let how: *const libc::open_how = &*self.how;
         let mut op = opcode::OpenAt2::new(

@@ -99,8 +99,8 @@ impl Op for Splice {
             } else {
                 std::ptr::null_mut()
             },
-            // SAFETY: p points to a 2-element array.
             off_out: if self.has_off[1] {
+                // SAFETY: p points to a 2-element array; p + 1 is its second element.
                 unsafe { p.add(1) }
             } else {
                 std::ptr::null_mut()

@@ -358,7 +358,7 @@ impl Driver {
         match plan {
             Plan::Done(res) => self.complete(ud, res, stats),
             Plan::Io { .. } => self.try_io(ud, stats),
-            Plan::Pool(sys) => self.to_pool(ud, sys, stats),
+            Plan::Pool(sys) => self.send_to_pool(ud, sys, stats),
             Plan::Poll { fd, events } => self.try_poll(ud, fd, events, stats),
             Plan::Timer { after, count } => {
                 let id = self.timers.insert(Instant::now() + after, ud);
@@ -384,19 +384,65 @@ impl Driver {
         let Plan::Io { sys, fd, interest } = p.plan else {
             return;
         };
-        let plain = p.plain;
-        let file = p.file;
-        if file == Some(true) {
-            return self.to_pool(ud, sys, stats);
+        let plain = p.plain || !self.nowait;
+        let known_file = p.file;
+        if known_file == Some(true) {
+            return self.send_to_pool(ud, sys, stats);
         }
-        StatsCells::bump(&stats.syscalls);
-        let r = sys.run(self.nowait && !plain);
-        let retry = r == -libc::EAGAIN || (r == -libc::EOPNOTSUPP && !plain && self.nowait);
-        if !retry {
+        if plain {
+            // No RWF_NOWAIT: a plain call may block. Files go to the pool; pipes and sockets
+            // are called only once poll(2) says they are ready (the descriptor may be in
+            // blocking mode).
+            let file = match known_file {
+                Some(f) => f,
+                None => {
+                    StatsCells::bump(&stats.syscalls);
+                    is_file(fd)
+                }
+            };
+            if let Some(p) = self.ops.get_mut(&ud) {
+                p.file = Some(file);
+            }
+            if file {
+                return self.send_to_pool(ud, sys, stats);
+            }
+            let events = if interest == Interest::Write {
+                libc::POLLOUT
+            } else {
+                libc::POLLIN
+            };
+            let mut pfd = libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            };
+            StatsCells::bump(&stats.syscalls);
+            // SAFETY: one pollfd on this frame, zero timeout.
+            let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+            if n == 0 {
+                if let Err(e) = self.wait_fd(ud, fd, interest == Interest::Write, stats) {
+                    self.complete(ud, -e, stats);
+                }
+                return;
+            }
+            StatsCells::bump(&stats.syscalls);
+            let r = sys.run(false);
+            if r == -libc::EAGAIN {
+                if let Err(e) = self.wait_fd(ud, fd, interest == Interest::Write, stats) {
+                    self.complete(ud, -e, stats);
+                }
+                return;
+            }
             StatsCells::bump(&stats.inline_completions);
             return self.complete(ud, r, stats);
         }
-        let file = match file {
+        StatsCells::bump(&stats.syscalls);
+        let r = sys.run(true);
+        if r != -libc::EAGAIN && r != -libc::EOPNOTSUPP {
+            StatsCells::bump(&stats.inline_completions);
+            return self.complete(ud, r, stats);
+        }
+        let file = match known_file {
             Some(f) => f,
             None => {
                 StatsCells::bump(&stats.syscalls);
@@ -406,22 +452,14 @@ impl Driver {
         if let Some(p) = self.ops.get_mut(&ud) {
             p.file = Some(file);
             if r == -libc::EOPNOTSUPP {
+                // This file refuses RWF_NOWAIT: from now on, poll-gated plain calls.
                 p.plain = true;
             }
         }
         if file {
-            self.to_pool(ud, sys, stats);
-        } else {
-            if r == -libc::EOPNOTSUPP {
-                // No RWF_NOWAIT for this kind of file: wait for readiness, then call plainly.
-                if let Err(e) = self.wait_fd(ud, fd, interest == Interest::Write, stats) {
-                    self.complete(ud, -e, stats);
-                }
-                return;
-            }
-            if let Err(e) = self.wait_fd(ud, fd, interest == Interest::Write, stats) {
-                self.complete(ud, -e, stats);
-            }
+            self.send_to_pool(ud, sys, stats);
+        } else if let Err(e) = self.wait_fd(ud, fd, interest == Interest::Write, stats) {
+            self.complete(ud, -e, stats);
         }
     }
 
@@ -483,7 +521,7 @@ impl Driver {
         Ok(())
     }
 
-    fn to_pool(&mut self, ud: u64, sys: Syscall, stats: &StatsCells) {
+    fn send_to_pool(&mut self, ud: u64, sys: Syscall, stats: &StatsCells) {
         if let Syscall::Close { fd } = sys {
             // Leave epoll before the number can be reused.
             if self.fds.remove(&fd).is_some() {

@@ -125,14 +125,39 @@ impl Driver {
         engine_id: u64,
         bufs: Option<&BufPool>,
     ) -> io::Result<(Driver, Report)> {
-        let sq = b.entries.next_power_of_two().clamp(1, 32768);
+        let mut report = Report::new(Backend::Uring, String::new());
+        let mut sq = b.entries.next_power_of_two().clamp(1, 32768);
+        loop {
+            match Self::open_sized(b, engine_id, bufs, sq, &mut report) {
+                // Ring memory is charged to RLIMIT_MEMLOCK for processes without
+                // CAP_IPC_LOCK (before 5.12, and again for the region allocator of 6.13+):
+                // a smaller ring may still fit.
+                Err(e) if e.kind() == io::ErrorKind::OutOfMemory && sq > 8 => {
+                    report.setup_rejected.push(format!(
+                        "SQ {sq}: ENOMEM (RLIMIT_MEMLOCK), trying SQ {}",
+                        sq / 2
+                    ));
+                    sq /= 2;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn open_sized(
+        b: &Builder,
+        engine_id: u64,
+        bufs: Option<&BufPool>,
+        sq: u32,
+        report: &mut Report,
+    ) -> io::Result<(Driver, Report)> {
         let cq = b
             .cq_entries
             .unwrap_or(0)
             .max(sq * 2)
             .next_power_of_two()
             .min(65536);
-        let mut report = Report::new(Backend::Uring, String::new());
+        let mut report = report.clone();
         let dis = |f: Feature| b.disabled.contains(f);
 
         let try_build = |rung: &Rung, sqpoll: Option<u32>| -> io::Result<IoUring> {

@@ -1,0 +1,727 @@
+//! Every operation: its success path and its error path, on both backends.
+mod util;
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use trueio::op::{
+    Cancel, Close, Fallocate, Fsync, LinkTimeout, Nop, OpenAt2, OpenAt2Direct, OpenHow, PollAdd,
+    Read, ReadFixed, Readv, Splice, Statx, Timeout, Write, WriteFixed, Writev,
+};
+use trueio::Fd;
+use util::{assert_errno, pattern, pipe, wait, TempDir};
+
+/// A fresh read-write file in `dir` holding `data`.
+fn file_with(dir: &TempDir, name: &str, data: &[u8]) -> File {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(dir.path(name))
+        .unwrap();
+    f.write_all(data).unwrap();
+    f
+}
+
+fn read_file(path: &std::path::Path) -> Vec<u8> {
+    let mut v = Vec::new();
+    File::open(path).unwrap().read_to_end(&mut v).unwrap();
+    v
+}
+
+fn umask() -> u32 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = s.lines().find(|l| l.starts_with("Umask:")).unwrap();
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+}
+
+both_backends! {
+    fn nop_completes_ok(b: Builder) {
+        let engine = b.build().unwrap();
+        let t = engine.submit(Nop::new());
+        wait(&engine, t).unwrap();
+        assert_eq!(engine.in_flight(), 0);
+    }
+
+    fn write_then_read_at_offset(b: Builder) {
+        let engine = b.build().unwrap();
+        let dir = TempDir::new("ops-rw");
+        let file = file_with(&dir, "f", b"");
+        let data = pattern(1000, 3);
+
+        let (n, back) = wait(&engine, engine.submit(Write::at(&file, data.clone(), 24)));
+        assert_eq!(n.unwrap(), 1000);
+        assert_eq!(back, data, "the write gives its buffer back unchanged");
+
+        let on_disk = read_file(&dir.path("f"));
+        assert_eq!(on_disk.len(), 1024);
+        assert!(
+            on_disk[..24].iter().all(|&b| b == 0),
+            "bytes before the offset untouched"
+        );
+        assert_eq!(&on_disk[24..], &data[..]);
+
+        let (n, buf) = wait(
+            &engine,
+            engine.submit(Read::at(&file, Vec::with_capacity(500), 100)),
+        );
+        assert_eq!(n.unwrap(), 500);
+        assert_eq!(buf.len(), 500);
+        assert_eq!(&buf[..], &data[76..576]);
+    }
+
+    fn write_then_read_stream_on_pipe(b: Builder) {
+        let engine = b.build().unwrap();
+        let (r, w) = pipe(false);
+        let data = pattern(300, 9);
+        let (n, _) = wait(&engine, engine.submit(Write::stream(&w, data.clone())));
+        assert_eq!(n.unwrap(), 300);
+        let (n, buf) = wait(
+            &engine,
+            engine.submit(Read::stream(&r, Vec::with_capacity(1024))),
+        );
+        assert_eq!(n.unwrap(), 300);
+        assert_eq!(buf, data);
+    }
+
+    fn read_offset_is_ignored_on_pipes(b: Builder) {
+        // io_uring ignores the offset on a pipe; the epoll backend must agree (no ESPIPE).
+        let engine = b.build().unwrap();
+        let (r, w) = pipe(false);
+        util::write_all(&w, b"hello");
+        let (n, buf) = wait(
+            &engine,
+            engine.submit(Read::at(&r, Vec::with_capacity(16), 4096)),
+        );
+        assert_eq!(n.unwrap(), 5);
+        assert_eq!(buf, b"hello");
+    }
+
+    fn short_read_returns_exact_count(b: Builder) {
+        let engine = b.build().unwrap();
+        let dir = TempDir::new("ops-short");
+        let data = pattern(37, 1);
+        let file = file_with(&dir, "f", &data);
+        let (n, buf) = wait(
+            &engine,
+            engine.submit(Read::at(&file, Vec::with_capacity(4096), 0)),
+        );
+        assert_eq!(n.unwrap(), 37);
+        assert_eq!(buf, data);
+        // A short read from the middle, too.
+        let (n, buf) = wait(
+            &engine,
+            engine.submit(Read::at(&file, Vec::with_capacity(4096), 30)),
+        );
+        assert_eq!(n.unwrap(), 7);
+        assert_eq!(&buf[..], &data[30..]);
+    }
+
+    fn read_at_eof_returns_zero(b: Builder) {
+        let engine = b.build().unwrap();
+        let dir = TempDir::new("ops-eof");
+        let file = file_with(&dir, "f", b"0123456789");
+        let (n, buf) = wait(
+            &engine,
+            engine.submit(Read::at(&file, Vec::with_capacity(16), 10)),
+        );
+        assert_eq!(n.unwrap(), 0);
+        assert!(buf.is_empty());
+        let (n, _) = wait(
+            &engine,
+            engine.submit(Read::at(&file, Vec::with_capacity(16), 1 << 20)),
+        );
+        assert_eq!(n.unwrap(), 0, "past the end is EOF too");
+
+        // A pipe whose write end is closed: EOF.
+        let (r, w) = pipe(false);
+        drop(w);
+        let (n, buf) = wait(
+            &engine,
+            engine.submit(Read::stream(&r, Vec::with_capacity(16))),
+        );
+        assert_eq!(n.unwrap(), 0);
+        assert!(buf.is_empty());
+    }
+
+    fn read_on_bad_fd_is_ebadf(b: Builder) {
+        let engine = b.build().unwrap();
+        for bad in [-1, 999_999] {
+            let (r, buf) = wait(
+                &engine,
+                engine.submit(Read::at(bad, Vec::with_capacity(8), 0)),
+            );
+            assert_errno(&r, libc::EBADF, &format!("read on fd {bad}"));
+            assert_eq!(buf.capacity(), 8, "the buffer comes back");
+            let (r, _) = wait(
+                &engine,
+                engine.submit(Read::stream(bad, Vec::with_capacity(8))),
+            );
+            assert_errno(&r, libc::EBADF, &format!("stream read on fd {bad}"));
+        }
+    }
+
+    fn write_on_bad_or_readonly_fd_is_ebadf(b: Builder) {
+        let engine = b.build().unwrap();
+        let (r, _) = wait(&engine, engine.submit(Write::at(-1, b"x".to_vec(), 0)));
+        assert_errno(&r, libc::EBADF, "write on fd -1");
+        let dir = TempDir::new("ops-wro");
+        drop(file_with(&dir, "f", b"abc"));
+        let ro = File::open(dir.path("f")).unwrap();
+        let (r, buf) = wait(&engine, engine.submit(Write::at(&ro, b"xyz".to_vec(), 0)));
+        assert_errno(&r, libc::EBADF, "write on a read-only descriptor");
+        assert_eq!(buf, b"xyz");
+        assert_eq!(read_file(&dir.path("f")), b"abc");
+    }
+
+    fn writev_readv_spread_in_order(b: Builder) {
+        let engine = b.build().unwrap();
+        let dir = TempDir::new("ops-vec");
+        let file = file_with(&dir, "f", b"");
+        let parts = vec![
+            b"abc".to_vec(),
+            b"defgh".to_vec(),
+            Vec::new(),
+            b"ij".to_vec(),
+        ];
+        let (n, back) = wait(&engine, engine.submit(Writev::at(&file, parts.clone(), 5)));
+        assert_eq!(n.unwrap(), 10);
+        assert_eq!(back, parts);
+        assert_eq!(&read_file(&dir.path("f"))[5..], b"abcdefghij");
+
+        let caps = [4usize, 3, 8];
+        let bufs: Vec<Vec<u8>> = caps.iter().map(|&c| Vec::with_capacity(c)).collect();
+        for (b, c) in bufs.iter().zip(caps) {
+            assert_eq!(b.capacity(), c, "test precondition: exact capacities");
+        }
+        let (n, bufs) = wait(&engine, engine.submit(Readv::at(&file, bufs, 5)));
+        assert_eq!(n.unwrap(), 10);
+        assert_eq!(bufs.len(), 3);
+        assert_eq!(bufs[0], b"abcd");
+        assert_eq!(bufs[1], b"efg");
+        assert_eq!(bufs[2], b"hij", "the short tail lands in the last buffer");
+
+        // Error paths give every buffer back.
+        let (r, bufs) = wait(
+            &engine,
+            engine.submit(Readv::at(
+                -1,
+                vec![Vec::with_capacity(4), Vec::with_capacity(4)],
+                0,
+            )),
+        );
+        assert_errno(&r, libc::EBADF, "readv on fd -1");
+        assert_eq!(bufs.len(), 2);
+        assert!(bufs.iter().all(|b| b.is_empty()));
+        let (r, bufs) = wait(
+            &engine,
+            engine.submit(Writev::at(-1, vec![b"a".to_vec()], 0)),
+        );
+        assert_errno(&r, libc::EBADF, "writev on fd -1");
+        assert_eq!(bufs, vec![b"a".to_vec()]);
+    }
+
+    fn fixed_buffers_round_trip(b: Builder) {
+        let engine = b.fixed_buffers(4, 8192).build().unwrap();
+        let pool = engine.buffers().expect("pool configured");
+        assert_eq!(pool.count(), 4);
+        assert_eq!(pool.available(), 4);
+        let dir = TempDir::new("ops-fixed");
+        let file = file_with(&dir, "f", b"");
+        let data = pattern(8192, 77);
+
+        let mut wb = engine.fixed_buf().unwrap();
+        assert_eq!(wb.capacity(), 8192);
+        assert_eq!(
+            wb.stable_ptr_addr() % 4096,
+            0,
+            "pool buffers are page-aligned"
+        );
+        assert_eq!(wb.extend_from_slice(&data), 8192);
+        let t = engine.submit(WriteFixed::at(&file, wb, 4096));
+        assert_eq!(
+            engine.buffers().unwrap().available(),
+            3,
+            "the buffer is in flight"
+        );
+        let (n, wb) = wait(&engine, t);
+        assert_eq!(n.unwrap(), 8192);
+        assert_eq!(&wb[..], &data[..]);
+        drop(wb);
+        assert_eq!(&read_file(&dir.path("f"))[4096..], &data[..]);
+
+        let rb = engine.fixed_buf().unwrap();
+        assert!(rb.is_empty());
+        let (n, rb) = wait(&engine, engine.submit(ReadFixed::at(&file, rb, 4096)));
+        assert_eq!(n.unwrap(), 8192);
+        assert_eq!(rb.len(), 8192);
+        assert!(rb[..] == data[..], "byte-exact round trip");
+
+        // A short fixed read: exact count.
+        let rb2 = engine.fixed_buf().unwrap();
+        let (n, rb2) = wait(
+            &engine,
+            engine.submit(ReadFixed::at(&file, rb2, 4096 + 8000)),
+        );
+        assert_eq!(n.unwrap(), 192);
+        assert_eq!(&rb2[..], &data[8000..]);
+
+        // Error paths give the buffer back too.
+        let (r, eb) = wait(
+            &engine,
+            engine.submit(ReadFixed::at(-1, engine.fixed_buf().unwrap(), 0)),
+        );
+        assert_errno(&r, libc::EBADF, "read_fixed on fd -1");
+        let mut eb = eb;
+        eb.extend_from_slice(b"zz");
+        let (r, eb) = wait(&engine, engine.submit(WriteFixed::at(-1, eb, 0)));
+        assert_errno(&r, libc::EBADF, "write_fixed on fd -1");
+        assert_eq!(&eb[..], b"zz");
+        assert_eq!(engine.buffers().unwrap().available(), 1);
+
+        drop((rb, rb2, eb));
+        assert_eq!(
+            engine.buffers().unwrap().available(),
+            4,
+            "every buffer back in the pool"
+        );
+        assert_eq!(engine.in_flight(), 0);
+    }
+
+    fn fsync_ok_and_errors_agree(b: Builder) {
+        let engine = b.build().unwrap();
+        let dir = TempDir::new("ops-fsync");
+        let file = file_with(&dir, "f", b"data");
+        wait(&engine, engine.submit(Fsync::new(&file))).unwrap();
+        wait(&engine, engine.submit(Fsync::data_only(&file))).unwrap();
+
+        assert_errno(
+            &wait(&engine, engine.submit(Fsync::new(-1))),
+            libc::EBADF,
+            "fsync fd -1",
+        );
+        assert_errno(
+            &wait(&engine, engine.submit(Fsync::data_only(-1))),
+            libc::EBADF,
+            "fdatasync fd -1",
+        );
+        // A pipe cannot be synced: EINVAL on both backends (as fsync(2) says).
+        let (r, _w) = pipe(false);
+        assert_errno(
+            &wait(&engine, engine.submit(Fsync::new(&r))),
+            libc::EINVAL,
+            "fsync pipe",
+        );
+        assert_errno(
+            &wait(&engine, engine.submit(Fsync::data_only(&r))),
+            libc::EINVAL,
+            "fdatasync pipe",
+        );
+    }
+
+    fn fallocate_grows_file(b: Builder) {
+        let engine = b.build().unwrap();
+        let dir = TempDir::new("ops-falloc");
+        let file = file_with(&dir, "f", b"abc");
+        wait(&engine, engine.submit(Fallocate::new(&file, 4096, 8192, 0))).unwrap();
+        assert_eq!(file.metadata().unwrap().len(), 4096 + 8192);
+        assert_eq!(&read_file(&dir.path("f"))[..3], b"abc");
+        // KEEP_SIZE allocates without growing.
+        wait(
+            &engine,
+            engine.submit(Fallocate::new(&file, 0, 1 << 20, libc::FALLOC_FL_KEEP_SIZE)),
+        )
+        .unwrap();
+        assert_eq!(file.metadata().unwrap().len(), 4096 + 8192);
+
+        assert_errno(
+            &wait(&engine, engine.submit(Fallocate::new(-1, 0, 4096, 0))),
+            libc::EBADF,
+            "fallocate fd -1",
+        );
+        let ro = File::open(dir.path("f")).unwrap();
+        assert_errno(
+            &wait(&engine, engine.submit(Fallocate::new(&ro, 0, 1 << 16, 0))),
+            libc::EBADF,
+            "fallocate on a read-only descriptor",
+        );
+    }
+
+    fn openat2_existing_missing_and_created(b: Builder) {
+        let engine = b.build().unwrap();
+        let dir = TempDir::new("ops-open");
+        drop(file_with(&dir, "exists", b"content"));
+
+        let fd = wait(
+            &engine,
+            engine.submit(OpenAt2::new(
+                None,
+                dir.path("exists"),
+                OpenHow::new(libc::O_RDONLY),
+            )),
+        )
+        .unwrap();
+        let mut s = String::new();
+        File::from(fd).read_to_string(&mut s).unwrap();
+        assert_eq!(s, "content");
+
+        let r = wait(
+            &engine,
+            engine.submit(OpenAt2::new(
+                None,
+                dir.path("missing"),
+                OpenHow::new(libc::O_RDONLY),
+            )),
+        );
+        assert_errno(&r, libc::ENOENT, "open of a missing file");
+
+        // Relative to a directory descriptor, created with a mode.
+        let dfd = File::open(&dir.0).unwrap();
+        let how = OpenHow::new(libc::O_CREAT | libc::O_WRONLY | libc::O_EXCL).mode(0o640);
+        let fd = wait(
+            &engine,
+            engine.submit(OpenAt2::new(Some(Fd::from(&dfd)), "created", how)),
+        )
+        .unwrap();
+        let mut f = File::from(fd);
+        f.write_all(b"new").unwrap();
+        drop(f);
+        let meta = std::fs::metadata(dir.path("created")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o640 & !umask());
+        assert_eq!(read_file(&dir.path("created")), b"new");
+        // O_EXCL on the existing file: EEXIST.
+        let r = wait(
+            &engine,
+            engine.submit(OpenAt2::new(Some(Fd::from(&dfd)), "created", how)),
+        );
+        assert_errno(&r, libc::EEXIST, "O_CREAT|O_EXCL on an existing file");
+    }
+
+    fn openat2_resolve_beneath_and_nul(b: Builder) {
+        let engine = b.build().unwrap();
+        let dir = TempDir::new("ops-beneath");
+        drop(file_with(&dir, "x", b"outside"));
+        std::fs::create_dir(dir.path("sub")).unwrap();
+        let sub = File::open(dir.path("sub")).unwrap();
+
+        // Control: without RESOLVE_BENEATH "../x" opens.
+        let fd = wait(
+            &engine,
+            engine.submit(OpenAt2::new(
+                Some(Fd::from(&sub)),
+                "../x",
+                OpenHow::new(libc::O_RDONLY),
+            )),
+        )
+        .unwrap();
+        drop(fd);
+        let how = OpenHow::new(libc::O_RDONLY).resolve(libc::RESOLVE_BENEATH);
+        let r = wait(
+            &engine,
+            engine.submit(OpenAt2::new(Some(Fd::from(&sub)), "../x", how)),
+        );
+        assert_errno(&r, libc::EXDEV, "RESOLVE_BENEATH escaping with ..");
+
+        let r = wait(
+            &engine,
+            engine.submit(OpenAt2::new(None, "a\0b", OpenHow::new(libc::O_RDONLY))),
+        );
+        assert_errno(&r, libc::EINVAL, "path with a NUL byte");
+    }
+
+    fn openat2_direct_then_read_and_close_fixed(b: Builder) {
+        let engine = b.fixed_files(8).build().unwrap();
+        let dir = TempDir::new("ops-direct");
+        let data = pattern(2000, 5);
+        drop(file_with(&dir, "f", &data));
+
+        let ff = wait(
+            &engine,
+            engine.submit(OpenAt2Direct::new(
+                None,
+                dir.path("f"),
+                OpenHow::new(libc::O_RDONLY),
+            )),
+        )
+        .expect("OpenAt2Direct of an existing file into a free slot");
+        assert!(ff.slot() < 8);
+        let (n, buf) = wait(
+            &engine,
+            engine.submit(Read::at(&ff, Vec::with_capacity(4096), 0)),
+        );
+        assert_eq!(n.unwrap(), 2000);
+        assert_eq!(buf, data);
+
+        let r = wait(
+            &engine,
+            engine.submit(OpenAt2Direct::new(
+                None,
+                dir.path("nope"),
+                OpenHow::new(libc::O_RDONLY),
+            )),
+        );
+        assert_errno(&r, libc::ENOENT, "direct open of a missing file");
+
+        // Close::fixed empties the slot: a read through it then fails with EBADF, and a
+        // second close of the empty slot fails with EBADF too.
+        wait(&engine, engine.submit(Close::fixed(ff.clone()))).unwrap();
+        let (r, _) = wait(
+            &engine,
+            engine.submit(Read::at(&ff, Vec::with_capacity(16), 0)),
+        );
+        assert_errno(&r, libc::EBADF, "read through a closed fixed slot");
+        let r = wait(&engine, engine.submit(Close::fixed(ff)));
+        assert_errno(&r, libc::EBADF, "closing an empty fixed slot");
+    }
+
+    fn close_releases_descriptor(b: Builder) {
+        let engine = b.build().unwrap();
+        let (r, w) = pipe(false);
+        // Closing the only write end makes the read end see EOF: the close really happened.
+        wait(&engine, engine.submit(Close::new(w))).unwrap();
+        let (n, _) = wait(
+            &engine,
+            engine.submit(Read::stream(&r, Vec::with_capacity(8))),
+        );
+        assert_eq!(n.unwrap(), 0);
+
+        // A registered file closed through its slot.
+        let (r2, w2) = pipe(false);
+        let ff = engine.register_file(w2).unwrap();
+        wait(&engine, engine.submit(Close::fixed(ff.clone()))).unwrap();
+        drop(ff);
+        let (n, _) = wait(
+            &engine,
+            engine.submit(Read::stream(&r2, Vec::with_capacity(8))),
+        );
+        assert_eq!(n.unwrap(), 0, "Close::fixed closed the slot's file");
+    }
+
+    fn close_fixed_empties_registered_slot(b: Builder) {
+        let engine = b.fixed_files(4).build().unwrap();
+        let dir = TempDir::new("ops-closefixed");
+        drop(file_with(&dir, "f", b"registered"));
+        let ff = engine
+            .register_file(File::open(dir.path("f")).unwrap().into())
+            .unwrap();
+        let (n, buf) = wait(
+            &engine,
+            engine.submit(Read::at(&ff, Vec::with_capacity(32), 0)),
+        );
+        assert_eq!(n.unwrap(), 10);
+        assert_eq!(buf, b"registered");
+        wait(&engine, engine.submit(Close::fixed(ff.clone()))).unwrap();
+        let (r, _) = wait(
+            &engine,
+            engine.submit(Read::at(&ff, Vec::with_capacity(16), 0)),
+        );
+        assert_errno(&r, libc::EBADF, "read through a closed fixed slot");
+        let r = wait(&engine, engine.submit(Close::fixed(ff)));
+        assert_errno(&r, libc::EBADF, "closing an empty fixed slot");
+    }
+
+    fn statx_by_path_and_fd(b: Builder) {
+        let engine = b.build().unwrap();
+        let dir = TempDir::new("ops-statx");
+        let file = file_with(&dir, "f", &pattern(12345, 0));
+        let st = wait(
+            &engine,
+            engine.submit(Statx::path(None, dir.path("f"), 0, libc::STATX_BASIC_STATS)),
+        )
+        .unwrap();
+        assert!(st.stx_mask & libc::STATX_SIZE != 0);
+        assert_eq!(st.stx_size, 12345);
+        assert_eq!(st.stx_mode as u32 & libc::S_IFMT, libc::S_IFREG);
+
+        let st = wait(&engine, engine.submit(Statx::fd(&file, libc::STATX_SIZE))).unwrap();
+        assert_eq!(st.stx_size, 12345);
+
+        let dfd = File::open(&dir.0).unwrap();
+        let st = wait(
+            &engine,
+            engine.submit(Statx::path(Some(Fd::from(&dfd)), "f", 0, libc::STATX_SIZE)),
+        )
+        .unwrap();
+        assert_eq!(st.stx_size, 12345);
+
+        let r = wait(
+            &engine,
+            engine.submit(Statx::path(None, dir.path("missing"), 0, libc::STATX_SIZE)),
+        );
+        assert_errno(&r, libc::ENOENT, "statx of a missing path");
+        let r = wait(&engine, engine.submit(Statx::fd(-1, libc::STATX_SIZE)));
+        assert_errno(&r, libc::EBADF, "statx of fd -1");
+    }
+
+    fn timeout_fires_after_duration(b: Builder) {
+        let engine = b.build().unwrap();
+        let start = Instant::now();
+        let t = engine.submit(Timeout::after(Duration::from_millis(150)));
+        wait(&engine, t).unwrap();
+        let el = start.elapsed();
+        assert!(el >= Duration::from_millis(150), "fired early: {el:?}");
+        assert!(el < Duration::from_secs(5), "fired far too late: {el:?}");
+    }
+
+    fn timeout_cancelled_is_ecanceled(b: Builder) {
+        let engine = b.build().unwrap();
+        let start = Instant::now();
+        let mut t = engine.submit(Timeout::after(Duration::from_secs(30)));
+        engine.flush().unwrap();
+        engine.turn(Some(Duration::from_millis(20))).unwrap();
+        assert!(!t.is_done());
+        t.cancel();
+        let r = util::wait_within(&engine, &mut t, Duration::from_secs(5));
+        assert_errno(&r, libc::ECANCELED, "cancelled timeout");
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert!(t.try_take().is_none(), "one completion only");
+    }
+
+    fn link_timeout_cancels_read_on_empty_pipe(b: Builder) {
+        let engine = b.build().unwrap();
+        let (r, _w) = pipe(false);
+        let start = Instant::now();
+        let mut chain = engine.chain();
+        let rd = chain.push(Read::stream(&r, Vec::with_capacity(16)));
+        let lt = chain.push(LinkTimeout::new(Duration::from_millis(100)));
+        chain.submit();
+        let (res, buf) = wait(&engine, rd);
+        assert_errno(&res, libc::ECANCELED, "read bounded by a link timeout");
+        assert!(buf.is_empty());
+        assert_eq!(buf.capacity(), 16);
+        assert_errno(
+            &wait(&engine, lt),
+            libc::ETIME,
+            "the link timeout that fired",
+        );
+        assert!(start.elapsed() >= Duration::from_millis(100));
+        assert_eq!(engine.in_flight(), 0);
+    }
+
+    fn link_timeout_not_reached_is_ecanceled(b: Builder) {
+        let engine = b.build().unwrap();
+        let (r, w) = pipe(false);
+        util::write_all(&w, b"ready");
+        let mut chain = engine.chain();
+        let rd = chain.push(Read::stream(&r, Vec::with_capacity(16)));
+        let lt = chain.push(LinkTimeout::new(Duration::from_secs(10)));
+        chain.submit();
+        let (res, buf) = wait(&engine, rd);
+        assert_eq!(res.unwrap(), 5);
+        assert_eq!(buf, b"ready");
+        assert_errno(
+            &wait(&engine, lt),
+            libc::ECANCELED,
+            "link timeout of a finished op",
+        );
+    }
+
+    fn cancel_op_on_pending_read(b: Builder) {
+        let engine = b.build().unwrap();
+        let (r, _w) = pipe(false);
+        let rd = engine.submit(Read::stream(&r, Vec::with_capacity(32)));
+        engine.flush().unwrap();
+        engine.turn(Some(Duration::from_millis(30))).unwrap();
+        assert!(!rd.is_done(), "nothing to read: still pending");
+        let c = engine.submit(Cancel::new(&rd));
+        wait(&engine, c).expect("the cancel found its target");
+        let (res, buf) = wait(&engine, rd);
+        assert_errno(&res, libc::ECANCELED, "cancelled read");
+        assert!(buf.is_empty());
+        assert_eq!(buf.capacity(), 32, "the buffer comes back");
+    }
+
+    fn cancel_of_finished_ticket_is_enoent(b: Builder) {
+        let engine = b.build().unwrap();
+        let mut nop = engine.submit(Nop::new());
+        assert!(util::drive_until(&engine, util::LIMIT, || nop.is_done()));
+        let r = wait(&engine, engine.submit(Cancel::new(&nop)));
+        assert_errno(&r, libc::ENOENT, "cancel of a completed op");
+        nop.try_take().unwrap().unwrap();
+
+        let dir = TempDir::new("ops-cancel");
+        let file = file_with(&dir, "f", b"abc");
+        let mut rd = engine.submit(Read::at(&file, Vec::with_capacity(8), 0));
+        assert!(util::drive_until(&engine, util::LIMIT, || rd.is_done()));
+        let r = wait(&engine, engine.submit(Cancel::new(&rd)));
+        assert_errno(&r, libc::ENOENT, "cancel of a completed read");
+        let (n, buf) = rd.try_take().unwrap();
+        assert_eq!(n.unwrap(), 3, "the completed read keeps its result");
+        assert_eq!(buf, b"abc");
+    }
+
+    fn poll_add_waits_for_data(b: Builder) {
+        let engine = b.build().unwrap();
+        let (r, w) = pipe(false);
+        let mut p = engine.submit(PollAdd::new(&r, libc::POLLIN as u32));
+        util::drive_for(&engine, Duration::from_millis(100));
+        assert!(!p.is_done(), "empty pipe: not readable yet");
+        util::write_all(&w, b"!");
+        let ev = util::wait_within(&engine, &mut p, util::LIMIT).unwrap();
+        assert!(ev & libc::POLLIN as u32 != 0, "POLLIN in {ev:#x}");
+
+        // Already readable: completes at once.
+        let ev = wait(
+            &engine,
+            engine.submit(PollAdd::new(&r, libc::POLLIN as u32)),
+        )
+        .unwrap();
+        assert!(ev & libc::POLLIN as u32 != 0);
+
+        let r = wait(
+            &engine,
+            engine.submit(PollAdd::new(-1, libc::POLLIN as u32)),
+        );
+        assert_errno(&r, libc::EBADF, "poll on fd -1");
+    }
+
+    fn splice_file_to_pipe_moves_exact_bytes(b: Builder) {
+        let engine = b.build().unwrap();
+        let dir = TempDir::new("ops-splice");
+        let data = pattern(1000, 11);
+        let file = file_with(&dir, "f", &data);
+        let (r, w) = pipe(false);
+        let n = wait(
+            &engine,
+            engine.submit(Splice::new(&file, Some(100), &w, None, 500)),
+        )
+        .unwrap();
+        assert_eq!(n, 500);
+        let got = util::drain_nonblocking(&r);
+        assert_eq!(got.len(), 500, "exactly the spliced bytes are in the pipe");
+        assert_eq!(&got[..], &data[100..600]);
+
+        // Past the end of the file: a short splice.
+        let n = wait(
+            &engine,
+            engine.submit(Splice::new(&file, Some(900), &w, None, 500)),
+        )
+        .unwrap();
+        assert_eq!(n, 100);
+        assert_eq!(util::drain_nonblocking(&r), &data[900..]);
+
+        let r2 = wait(&engine, engine.submit(Splice::new(-1, None, &w, None, 10)));
+        assert_errno(&r2, libc::EBADF, "splice from fd -1");
+        let other = file_with(&dir, "g", b"");
+        let r2 = wait(
+            &engine,
+            engine.submit(Splice::new(&file, Some(0), &other, Some(0), 10)),
+        );
+        assert_errno(&r2, libc::EINVAL, "splice with no pipe end");
+    }
+}
+
+/// The address of a fixed buffer, to check its alignment.
+trait PtrAddr {
+    fn stable_ptr_addr(&self) -> usize;
+}
+
+impl PtrAddr for trueio::buf::FixedBuf {
+    fn stable_ptr_addr(&self) -> usize {
+        use trueio::buf::IoBuf;
+        self.stable_ptr() as usize
+    }
+}

@@ -1,0 +1,282 @@
+//! The engine's queues under stress: CQ overflow, signals during a wait, a failed submit,
+//! and fixed-file slots that stay reserved while an operation uses them.
+mod util;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use trueio::op::{Nop, Read, Timeout};
+use trueio::Backend;
+use util::{pipe, wait, TempDir};
+
+extern "C" fn on_sigusr1(_: libc::c_int) {}
+
+/// Installs a no-op SIGUSR1 handler without SA_RESTART, so a blocked system call of the
+/// signalled thread fails with EINTR.
+fn install_sigusr1_handler() {
+    // SAFETY: a zeroed sigaction with a valid handler and an empty mask is a valid argument.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sigusr1 as extern "C" fn(libc::c_int) as usize;
+        sa.sa_flags = 0; // no SA_RESTART
+        libc::sigemptyset(&mut sa.sa_mask);
+        assert_eq!(
+            libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()),
+            0,
+            "sigaction: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Sends SIGUSR1 to a thread a few times; stops and joins on drop, so it never signals a
+/// thread that has gone away (even when the test panics).
+struct Signaller {
+    stop: Arc<AtomicBool>,
+    sent: Arc<std::sync::atomic::AtomicUsize>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Signaller {
+    fn start(target: libc::pthread_t, times: usize, every: Duration) -> Signaller {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (s, n) = (stop.clone(), sent.clone());
+        let handle = std::thread::spawn(move || {
+            for _ in 0..times {
+                std::thread::sleep(every);
+                if s.load(Ordering::SeqCst) {
+                    return;
+                }
+                // SAFETY: `target` is alive: it joins this thread before it returns.
+                let r = unsafe { libc::pthread_kill(target, libc::SIGUSR1) };
+                assert_eq!(r, 0, "pthread_kill");
+                n.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        Signaller {
+            stop,
+            sent,
+            handle: Some(handle),
+        }
+    }
+
+    fn finish(mut self) -> usize {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            h.join().expect("signaller thread");
+        }
+        self.sent.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Signaller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+both_backends! {
+    fn cq_overflow_every_ticket_completes_once(b: Builder) {
+        let engine = b.entries(8).cq_entries(16).build().unwrap();
+        let before = engine.stats();
+        let mut nops = Vec::new();
+        let mut timers = Vec::new();
+        for _ in 0..500 {
+            nops.push(engine.submit(Nop::new()));
+            timers.push(engine.submit(Timeout::after(Duration::ZERO)));
+        }
+        assert_eq!(engine.in_flight(), 1000);
+        let ok = util::drive_until(&engine, Duration::from_secs(20), || {
+            nops.iter().all(|t| t.is_done()) && timers.iter().all(|t| t.is_done())
+        });
+        assert!(ok, "some operations never completed");
+        // Extra turns: a duplicate completion would show up in the counters.
+        util::drive_for(&engine, Duration::from_millis(50));
+        for (i, t) in nops.iter_mut().enumerate() {
+            t.try_take()
+                .unwrap_or_else(|| panic!("nop {i}: no output"))
+                .unwrap();
+            assert!(t.try_take().is_none(), "nop {i}: a second output");
+        }
+        for (i, t) in timers.iter_mut().enumerate() {
+            t.try_take()
+                .unwrap_or_else(|| panic!("timeout {i}: no output"))
+                .unwrap();
+            assert!(t.try_take().is_none(), "timeout {i}: a second output");
+        }
+        assert_eq!(engine.in_flight(), 0);
+        let st = engine.stats().since(&before);
+        assert_eq!(st.submitted, 1000);
+        assert_eq!(
+            st.completed, 1000,
+            "every operation completed exactly once: {st:?}"
+        );
+        eprintln!("stats: {st:?}");
+    }
+
+    fn wait_survives_signals_without_resubmitting(b: Builder) {
+        let engine = b.build().unwrap();
+        install_sigusr1_handler();
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() };
+        let before = engine.stats();
+        let mut t = engine.submit(Timeout::after(Duration::from_millis(300)));
+        let start = Instant::now();
+        let sig = Signaller::start(me, 6, Duration::from_millis(30));
+        let deadline = start + Duration::from_secs(10);
+        while !t.is_done() {
+            assert!(Instant::now() < deadline, "the timeout never fired");
+            // A signal must not surface as an error of the wait.
+            engine
+                .turn(Some(Duration::from_secs(2)))
+                .expect("turn interrupted by a signal");
+        }
+        let el = start.elapsed();
+        let sent = sig.finish();
+        eprintln!("{sent} signals sent during the wait");
+        assert!(sent >= 1, "no signal was sent during the wait");
+        assert!(
+            el >= Duration::from_millis(300),
+            "timeout fired early: {el:?}"
+        );
+        // A resubmitted timeout would complete a second time about 300 ms later.
+        util::drive_for(&engine, Duration::from_millis(400));
+        let st = engine.stats().since(&before);
+        assert_eq!(st.submitted, 1);
+        assert_eq!(st.completed, 1, "completed once, not resubmitted: {st:?}");
+        t.try_take().expect("output").expect("timeout result");
+        assert!(t.try_take().is_none());
+    }
+
+    fn ticket_wait_survives_signals(b: Builder) {
+        // The same through Ticket::wait, the blocking call users make (bounded by the
+        // signaller's join and the timeout's own 300 ms).
+        let engine = b.build().unwrap();
+        install_sigusr1_handler();
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() };
+        let t = engine.submit(Timeout::after(Duration::from_millis(300)));
+        let start = Instant::now();
+        let sig = Signaller::start(me, 6, Duration::from_millis(30));
+        // Ticket::wait has no timeout of its own: a watchdog aborts the run rather than let a
+        // lost completion hang it.
+        let (disarm, armed) = std::sync::mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                armed.recv_timeout(Duration::from_secs(20))
+            {
+                eprintln!("ticket_wait_survives_signals: Ticket::wait hung for 20 s; aborting");
+                std::process::abort();
+            }
+        });
+        let r = t.wait();
+        let _ = disarm.send(());
+        watchdog.join().unwrap();
+        let sent = sig.finish();
+        let out = r.expect("Ticket::wait interrupted by a signal");
+        out.expect("timeout result");
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        assert!(sent >= 1, "no signal was sent during the wait");
+        assert_eq!(engine.stats().completed, engine.stats().submitted);
+    }
+
+    fn failed_submit_keeps_ops_in_flight(b: Builder) {
+        let engine = b.build().unwrap();
+        let tickets: Vec<_> = (0..5).map(|_| engine.submit(Nop::new())).collect();
+        let devnull = std::fs::File::open("/dev/null").unwrap();
+        engine.__fail_next_enter_with(&devnull);
+        let r = engine.flush();
+        if engine.backend() == Backend::Uring {
+            assert!(
+                r.is_err(),
+                "io_uring_enter on /dev/null must fail, got {r:?}"
+            );
+        } else {
+            // No ring to enter on the epoll backend: the hook has no effect.
+            assert!(r.is_ok(), "{r:?}");
+        }
+        assert_eq!(engine.in_flight(), 5, "the operations stay in flight");
+        for t in tickets {
+            wait(&engine, t).expect("the Nop completes after the failed submit");
+        }
+        assert_eq!(engine.in_flight(), 0);
+        let st = engine.stats();
+        assert_eq!(st.completed, st.submitted);
+    }
+
+    fn failed_submit_then_wait_still_completes(b: Builder) {
+        // The failure hits the enter of a wait instead of a flush.
+        let engine = b.build().unwrap();
+        let dir = TempDir::new("ring-failwait");
+        std::fs::write(dir.path("f"), b"abc").unwrap();
+        let file = std::fs::File::open(dir.path("f")).unwrap();
+        let mut rd = engine.submit(Read::at(&file, Vec::with_capacity(8), 0));
+        let devnull = std::fs::File::open("/dev/null").unwrap();
+        engine.__fail_next_enter_with(&devnull);
+        let r = engine.turn(Some(Duration::from_millis(50)));
+        if engine.backend() == Backend::Uring {
+            assert!(r.is_err(), "the failed enter is reported, got {r:?}");
+        }
+        let (n, buf) = util::wait_within(&engine, &mut rd, util::LIMIT);
+        assert_eq!(n.unwrap(), 3);
+        assert_eq!(buf, b"abc");
+    }
+
+    fn fixed_slot_not_reused_while_in_flight(b: Builder) {
+        let engine = b.fixed_files(2).build().unwrap();
+        let dir = TempDir::new("ring-slots");
+        std::fs::write(dir.path("f"), b"file").unwrap();
+        let (r, w) = pipe(false);
+        let pipe_ff = engine.register_file(r).unwrap();
+        let busy = pipe_ff.slot();
+        let mut rd = engine.submit(Read::stream(&pipe_ff, Vec::with_capacity(64)));
+        engine.flush().unwrap();
+        util::drive_for(&engine, Duration::from_millis(30));
+        assert!(!rd.is_done(), "empty pipe: the read is pending");
+        drop(pipe_ff);
+
+        let other = engine
+            .register_file(std::fs::File::open(dir.path("f")).unwrap().into())
+            .unwrap();
+        assert_ne!(
+            other.slot(),
+            busy,
+            "a slot was reused under an operation in flight"
+        );
+        // Two slots: one busy, one taken. No third.
+        let third = engine.register_file(std::fs::File::open(dir.path("f")).unwrap().into());
+        assert!(
+            third.is_err(),
+            "the busy slot was handed out again: {third:?}"
+        );
+
+        util::write_all(&w, b"through the slot");
+        let (n, buf) = util::wait_within(&engine, &mut rd, util::LIMIT);
+        assert_eq!(n.unwrap(), 16);
+        assert_eq!(buf, b"through the slot");
+        drop(rd);
+
+        // The operation is gone: the old slot is free again.
+        let again = engine
+            .register_file(std::fs::File::open(dir.path("f")).unwrap().into())
+            .expect("the released slot is reusable");
+        assert_eq!(again.slot(), busy);
+        let (n, buf) = wait(
+            &engine,
+            engine.submit(Read::at(&again, Vec::with_capacity(8), 0)),
+        );
+        assert_eq!(n.unwrap(), 4);
+        assert_eq!(buf, b"file", "the reused slot names the new file");
+        let (n, buf) = wait(
+            &engine,
+            engine.submit(Read::at(&other, Vec::with_capacity(8), 0)),
+        );
+        assert_eq!(n.unwrap(), 4);
+        assert_eq!(buf, b"file");
+    }
+}
