@@ -420,18 +420,12 @@ impl Driver {
             // SAFETY: one pollfd on this frame, zero timeout.
             let n = unsafe { libc::poll(&mut pfd, 1, 0) };
             if n == 0 {
-                if let Err(e) = self.wait_fd(ud, fd, interest == Interest::Write, stats) {
-                    self.complete(ud, -e, stats);
-                }
-                return;
+                return self.wait_or_fail(ud, fd, interest, stats);
             }
             StatsCells::bump(&stats.syscalls);
             let r = sys.run(false);
             if r == -libc::EAGAIN {
-                if let Err(e) = self.wait_fd(ud, fd, interest == Interest::Write, stats) {
-                    self.complete(ud, -e, stats);
-                }
-                return;
+                return self.wait_or_fail(ud, fd, interest, stats);
             }
             StatsCells::bump(&stats.inline_completions);
             return self.complete(ud, r, stats);
@@ -458,7 +452,14 @@ impl Driver {
         }
         if file {
             self.send_to_pool(ud, sys, stats);
-        } else if let Err(e) = self.wait_fd(ud, fd, interest == Interest::Write, stats) {
+        } else {
+            self.wait_or_fail(ud, fd, interest, stats);
+        }
+    }
+
+    /// Waits for readiness, or completes with the error that prevents waiting.
+    fn wait_or_fail(&mut self, ud: u64, fd: RawFd, interest: Interest, stats: &StatsCells) {
+        if let Err(e) = self.wait_fd(ud, fd, interest == Interest::Write, stats) {
             self.complete(ud, -e, stats);
         }
     }
