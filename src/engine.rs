@@ -452,7 +452,7 @@ impl Inner {
     fn submit<T: Op>(self: &Rc<Self>, mut op: T, link: Link) -> Ticket<T> {
         let (key, gen) = self.insert();
         let ud = user_data(key, gen);
-        self.stats.submitted.set(self.stats.submitted.get() + 1);
+        StatsCells::bump(&self.stats.submitted);
         let res = {
             let mut d = self.driver.borrow_mut();
             let ctx = self.ctx();
@@ -480,7 +480,7 @@ impl Inner {
         if let Some(e) = self.ops.borrow_mut().get_mut(key) {
             e.state = State::Done { res, flags: 0 };
         }
-        self.stats.completed.set(self.stats.completed.get() + 1);
+        StatsCells::bump(&self.stats.completed);
     }
 
     fn turn(&self, timeout: Option<Duration>) -> io::Result<usize> {
@@ -534,8 +534,7 @@ impl Inner {
             .completed
             .set(self.stats.completed.get() + n as u64);
         // Wake and finish outside every borrow: a waker or a drop may call back in.
-        let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
-        let mut wakers = wakers;
+        let mut wakers = std::mem::take(&mut *self.wakers.borrow_mut());
         for w in wakers.drain(..) {
             w.wake();
         }
@@ -551,12 +550,8 @@ impl Inner {
     }
 
     fn cancel(&self, ud: u64) {
-        self.stats.cancelled.set(self.stats.cancelled.get() + 1);
-        let r = self.driver.borrow_mut().cancel(ud, &self.stats);
-        if let Err(e) = r {
-            // The cancel could not be queued; the operation still completes on its own.
-            let _ = e;
-        }
+        StatsCells::bump(&self.stats.cancelled);
+        self.driver.borrow_mut().cancel(ud, &self.stats);
         self.dispatch();
     }
 }
@@ -572,7 +567,7 @@ impl Drop for Inner {
             .map(|(k, e)| user_data(k, e.gen))
             .collect();
         for ud in &pending {
-            let _ = self.driver.get_mut().cancel(*ud, &self.stats);
+            self.driver.get_mut().cancel(*ud, &self.stats);
         }
         // Wait, with a bound, for the kernel to give back every operation.
         let deadline = Instant::now() + Duration::from_secs(2);
@@ -597,21 +592,13 @@ impl Drop for Inner {
                 break;
             }
         }
-        let ops = std::mem::take(self.ops.get_mut());
-        let mut leaked = 0usize;
-        for (_, e) in ops {
-            match e.state {
-                // Still owned by the kernel: leak rather than free memory it may write.
-                State::Ignored(op) => {
-                    leaked += 1;
-                    std::mem::forget(op);
-                }
-                State::Pending | State::Waiting(_) => leaked += 1,
-                State::Done { .. } => {}
+        // What is still pending belongs to the kernel (or a pool thread): leak it rather than
+        // free memory that may still be written. Only Ignored entries can remain, since every
+        // handle (which holds this Inner alive) is gone.
+        for (_, e) in std::mem::take(self.ops.get_mut()) {
+            if let State::Ignored(op) = e.state {
+                std::mem::forget(op);
             }
-        }
-        if leaked > 0 {
-            self.driver.get_mut().leak_on_drop();
         }
     }
 }
@@ -792,7 +779,7 @@ impl<'a> Chain<'a> {
     pub fn push<T: Op>(&mut self, mut op: T) -> Ticket<T> {
         let inner = &self.engine.inner;
         let (key, gen) = inner.insert();
-        inner.stats.submitted.set(inner.stats.submitted.get() + 1);
+        StatsCells::bump(&inner.stats.submitted);
         let ud = user_data(key, gen);
         let item = {
             let d = inner.driver.borrow();

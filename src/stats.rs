@@ -22,8 +22,10 @@ pub struct Stats {
     pub pool_jobs: u64,
     /// epoll backend: operations completed inline by a non-blocking attempt.
     pub inline_completions: u64,
-    /// System calls made by the engine itself (enters, waits, inline attempts, epoll_ctl,
-    /// registrations); divide by `completed` for syscalls per operation.
+    /// System calls made per operation by the engine: `io_uring_enter`s, and on the epoll
+    /// backend `epoll_wait`s, inline attempts, readiness checks, `fstat` and `epoll_ctl`
+    /// (setup and fixed-file registration are not counted). Divide by `completed` for
+    /// syscalls per operation.
     pub syscalls: u64,
 }
 

@@ -8,8 +8,8 @@
 //!   completions as `(user_data, result, flags)`;
 //! - `cancel(user_data)`: ask for an operation to end early; its own completion still comes;
 //! - `install_file` / `release_slots`: fill and empty fixed-file slots;
-//! - on drop with operations still in flight: `leak_on_drop`, never free what the kernel or a
-//!   pool thread may still write.
+//! - dropping a driver never frees operation memory: operations live in the engine's table,
+//!   which leaks what the kernel or a pool thread may still write.
 //!
 //! Every submitted operation produces exactly one final completion on both backends.
 
@@ -87,12 +87,7 @@ impl Driver {
     pub(crate) fn build<T: Op>(&self, op: &mut T, ctx: &BuildCtx<'_>) -> Result<Item, i32> {
         match self {
             Driver::Uring(_) => op.uring_sqe(ctx).map(Item::Sqe),
-            // A plan that fails at once is a preparation failure, as the SQE builder's `Err`
-            // is on io_uring (a chain treats both alike).
-            Driver::Epoll(_) => match op.plan(ctx) {
-                Plan::Done(res) if res < 0 => Err(-res),
-                plan => Ok(Item::Plan(plan)),
-            },
+            Driver::Epoll(_) => op.plan(ctx).map(Item::Plan),
         }
     }
 
@@ -156,7 +151,8 @@ impl Driver {
         }
     }
 
-    pub(crate) fn cancel(&mut self, ud: u64, stats: &StatsCells) -> io::Result<()> {
+    /// Never lost: a cancel that cannot be queued now is queued at the next flush or wait.
+    pub(crate) fn cancel(&mut self, ud: u64, stats: &StatsCells) {
         match self {
             Driver::Uring(d) => d.cancel(ud, stats),
             Driver::Epoll(d) => d.cancel(ud, stats),
@@ -203,13 +199,6 @@ impl Driver {
     pub(crate) fn fail_next_enter(&mut self, fd: i32) {
         if let Driver::Uring(d) = self {
             d.fail_next_enter(fd);
-        }
-    }
-
-    pub(crate) fn leak_on_drop(&mut self) {
-        match self {
-            Driver::Uring(d) => d.leak_on_drop(),
-            Driver::Epoll(d) => d.leak_on_drop(),
         }
     }
 }

@@ -33,10 +33,10 @@ impl Op for Cancel {
         Ok(opcode::AsyncCancel::new(self.user_data).build())
     }
 
-    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Plan {
-        Plan::Cancel {
+    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+        Ok(Plan::Cancel {
             user_data: self.user_data,
-        }
+        })
     }
 
     fn complete(self, res: i32, _flags: u32) -> Self::Output {

@@ -17,8 +17,8 @@ pub struct Close {
 
 #[derive(Debug)]
 enum CloseTarget {
+    /// `None` once the descriptor was handed to the close call.
     Fd(Option<OwnedFd>),
-    Raw(Option<RawFd>),
     Fixed(FixedFile),
 }
 
@@ -38,24 +38,22 @@ impl Close {
         }
     }
 
-    fn raw(&mut self) -> Option<RawFd> {
-        if let CloseTarget::Fd(fd) = &mut self.target {
-            let raw = fd.take()?.into_raw_fd();
-            // Ownership moves to the close call; keep the number only.
-            self.target = CloseTarget::Raw(Some(raw));
-        }
-        match &mut self.target {
-            CloseTarget::Raw(fd) => fd.take(),
-            _ => None,
-        }
+    /// Hands the descriptor over to the close call: taken out of this operation, or out of
+    /// an emulated fixed slot (epoll, or fixed files not registered).
+    fn take_fd(&mut self) -> Result<RawFd, i32> {
+        let fd = match &mut self.target {
+            CloseTarget::Fd(fd) => fd.take(),
+            CloseTarget::Fixed(f) => {
+                let slot = f.slot() as usize;
+                f.table()
+                    .emulated
+                    .borrow_mut()
+                    .get_mut(slot)
+                    .and_then(|s| s.take())
+            }
+        };
+        fd.map(IntoRawFd::into_raw_fd).ok_or(libc::EBADF)
     }
-}
-
-/// Takes the descriptor out of an emulated fixed slot; the close call owns it from here.
-fn take_emulated(f: &FixedFile) -> Option<RawFd> {
-    let slot = f.slot() as usize;
-    let fd = f.table().emulated.borrow_mut().get_mut(slot)?.take()?;
-    Some(fd.into_raw_fd())
 }
 
 impl Op for Close {
@@ -66,24 +64,14 @@ impl Op for Close {
             if ctx.fixed_files_native {
                 return Ok(opcode::Close::new(types::Fixed(f.slot())).build());
             }
-            let fd = take_emulated(f).ok_or(libc::EBADF)?;
-            return Ok(opcode::Close::new(types::Fd(fd)).build());
         }
-        let fd = self.raw().ok_or(libc::EBADF)?;
-        Ok(opcode::Close::new(types::Fd(fd)).build())
+        Ok(opcode::Close::new(types::Fd(self.take_fd()?)).build())
     }
 
-    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Plan {
-        if let CloseTarget::Fixed(f) = &self.target {
-            return match take_emulated(f) {
-                Some(fd) => Plan::Pool(Syscall::Close { fd }),
-                None => Plan::Done(-libc::EBADF),
-            };
-        }
-        match self.raw() {
-            Some(fd) => Plan::Pool(Syscall::Close { fd }),
-            None => Plan::Done(-libc::EBADF),
-        }
+    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+        Ok(Plan::Pool(Syscall::Close {
+            fd: self.take_fd()?,
+        }))
     }
 
     fn complete(self, res: i32, _flags: u32) -> Self::Output {

@@ -44,19 +44,16 @@ impl Op for Fallocate {
         .build()))
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Plan {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
         if self.offset > i64::MAX as u64 || self.len > i64::MAX as u64 {
-            return Plan::Done(-libc::EFBIG);
+            return Err(libc::EFBIG);
         }
-        match ctx.raw(self.fd.target()) {
-            Ok(fd) => Plan::Pool(Syscall::Fallocate {
-                fd,
-                mode: self.mode,
-                off: self.offset as i64,
-                len: self.len as i64,
-            }),
-            Err(e) => Plan::Done(-e),
-        }
+        Ok(Plan::Pool(Syscall::Fallocate {
+            fd: ctx.raw(self.fd.target())?,
+            mode: self.mode,
+            off: self.offset as i64,
+            len: self.len as i64,
+        }))
     }
 
     fn complete(self, res: i32, _flags: u32) -> Self::Output {

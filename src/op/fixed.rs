@@ -58,12 +58,9 @@ impl Op for ReadFixed {
         })
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Plan {
-        let fd = match ctx.raw(self.fd.target()) {
-            Ok(fd) => fd,
-            Err(e) => return Plan::Done(-e),
-        };
-        Plan::Io {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+        let fd = ctx.raw(self.fd.target())?;
+        Ok(Plan::Io {
             sys: Syscall::Read {
                 fd,
                 buf: self.buf.stable_mut_ptr(),
@@ -72,7 +69,7 @@ impl Op for ReadFixed {
             },
             fd,
             interest: Interest::Read,
-        }
+        })
     }
 
     fn complete(mut self, res: i32, _flags: u32) -> Self::Output {
@@ -134,12 +131,9 @@ impl Op for WriteFixed {
         })
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Plan {
-        let fd = match ctx.raw(self.fd.target()) {
-            Ok(fd) => fd,
-            Err(e) => return Plan::Done(-e),
-        };
-        Plan::Io {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+        let fd = ctx.raw(self.fd.target())?;
+        Ok(Plan::Io {
             sys: Syscall::Write {
                 fd,
                 buf: self.buf.stable_ptr(),
@@ -148,7 +142,7 @@ impl Op for WriteFixed {
             },
             fd,
             interest: Interest::Write,
-        }
+        })
     }
 
     fn complete(self, res: i32, _flags: u32) -> Self::Output {

@@ -45,14 +45,11 @@ impl Op for Fsync {
             .build()))
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Plan {
-        match ctx.raw(self.fd.target()) {
-            Ok(fd) => Plan::Pool(Syscall::Fsync {
-                fd,
-                datasync: self.datasync,
-            }),
-            Err(e) => Plan::Done(-e),
-        }
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+        Ok(Plan::Pool(Syscall::Fsync {
+            fd: ctx.raw(self.fd.target())?,
+            datasync: self.datasync,
+        }))
     }
 
     fn complete(self, res: i32, _flags: u32) -> Self::Output {

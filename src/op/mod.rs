@@ -63,8 +63,9 @@ pub trait Op: 'static + Sized {
     fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32>;
 
     #[doc(hidden)]
-    /// The readiness decision for the epoll backend.
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Plan;
+    /// The readiness decision for the epoll backend. `Err(errno)` completes the operation at
+    /// once with that error, as `uring_sqe`'s does on io_uring.
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32>;
 
     #[doc(hidden)]
     /// Turns the raw result (a count, or a negated errno) into the output.
@@ -96,8 +97,8 @@ impl BuildCtx<'_> {
         }
     }
 
-    pub(crate) fn files_rc(&self) -> Option<Rc<FileTable>> {
-        Some(self.files.clone())
+    pub(crate) fn files_rc(&self) -> Rc<FileTable> {
+        self.files.clone()
     }
 
     /// Resolves a target to a descriptor number for the epoll backend (fixed slots are
@@ -114,7 +115,7 @@ impl BuildCtx<'_> {
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy)]
 pub enum Plan {
-    /// Complete at once with this raw result.
+    /// Complete at once with this (non-negative) result; errors are `plan`'s `Err`.
     Done(i32),
     /// A read or write-like call on `fd`: try it now (regular files with `RWF_NOWAIT`); on
     /// EAGAIN wait for `interest` on a socket or pipe, or go to the pool for a regular file.

@@ -22,8 +22,8 @@ impl Op for Nop {
         Ok(opcode::Nop::new().build())
     }
 
-    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Plan {
-        Plan::Done(0)
+    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+        Ok(Plan::Done(0))
     }
 
     fn complete(self, res: i32, _flags: u32) -> Self::Output {

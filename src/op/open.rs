@@ -108,19 +108,13 @@ impl OpenArgs {
         Ok(op.build())
     }
 
-    fn plan(&self) -> Plan {
-        let path = match &self.path {
-            Some(p) => p,
-            None => return Plan::Done(-libc::EINVAL),
-        };
-        match self.dirfd() {
-            Ok(dirfd) => Plan::Pool(Syscall::OpenAt2 {
-                dirfd,
-                path: path.as_ptr(),
-                how: &*self.how,
-            }),
-            Err(e) => Plan::Done(-e),
-        }
+    fn plan(&self) -> Result<Plan, i32> {
+        let path = self.path.as_ref().ok_or(libc::EINVAL)?;
+        Ok(Plan::Pool(Syscall::OpenAt2 {
+            dirfd: self.dirfd()?,
+            path: path.as_ptr(),
+            how: &*self.how,
+        }))
     }
 }
 
@@ -156,7 +150,7 @@ impl Op for OpenAt2 {
         self.args.sqe(None)
     }
 
-    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Plan {
+    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
         self.args.plan()
     }
 
@@ -186,7 +180,7 @@ impl OpenAt2Direct {
     }
 
     fn take_slot(&mut self, ctx: &BuildCtx<'_>) -> Result<u32, i32> {
-        let table = ctx.files_rc().ok_or(libc::ENFILE)?;
+        let table = ctx.files_rc();
         let slot = table.free.borrow_mut().pop().ok_or(libc::ENFILE)?;
         self.slot = Some(FixedFile::new(slot, table));
         Ok(slot)
@@ -217,10 +211,8 @@ impl Op for OpenAt2Direct {
         }
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Plan {
-        if let Err(e) = self.take_slot(ctx) {
-            return Plan::Done(-e);
-        }
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+        self.take_slot(ctx)?;
         self.emulated = true;
         self.args.plan()
     }

@@ -34,14 +34,11 @@ impl Op for PollAdd {
         .build()))
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Plan {
-        match ctx.raw(self.fd.target()) {
-            Ok(fd) => Plan::Poll {
-                fd,
-                events: self.events,
-            },
-            Err(e) => Plan::Done(-e),
-        }
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+        Ok(Plan::Poll {
+            fd: ctx.raw(self.fd.target())?,
+            events: self.events,
+        })
     }
 
     fn complete(self, res: i32, _flags: u32) -> Self::Output {

@@ -62,23 +62,20 @@ impl<B: IoBufMut> Op for Read<B> {
         .build()))
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Plan {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
         let Read { fd, buf, offset } = self;
-        let fd = match ctx.raw(fd.target()) {
-            Ok(fd) => fd,
-            Err(e) => return Plan::Done(-e),
-        };
+        let fd = ctx.raw(fd.target())?;
         let sys = Syscall::Read {
             fd,
             buf: buf.stable_mut_ptr(),
             len: buf.bytes_total().min(MAX_IO),
             off: *offset,
         };
-        Plan::Io {
+        Ok(Plan::Io {
             sys,
             fd,
             interest: Interest::Read,
-        }
+        })
     }
 
     fn complete(mut self, res: i32, _flags: u32) -> Self::Output {
@@ -136,13 +133,10 @@ impl<B: IoBuf> Op for Write<B> {
         .build()))
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Plan {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
         let Write { fd, buf, offset } = self;
-        let fd = match ctx.raw(fd.target()) {
-            Ok(fd) => fd,
-            Err(e) => return Plan::Done(-e),
-        };
-        Plan::Io {
+        let fd = ctx.raw(fd.target())?;
+        Ok(Plan::Io {
             sys: Syscall::Write {
                 fd,
                 buf: buf.stable_ptr(),
@@ -151,7 +145,7 @@ impl<B: IoBuf> Op for Write<B> {
             },
             fd,
             interest: Interest::Write,
-        }
+        })
     }
 
     fn complete(self, res: i32, _flags: u32) -> Self::Output {

@@ -44,16 +44,6 @@ impl Splice {
     }
 }
 
-fn is_stream(fd: i32) -> bool {
-    // SAFETY: fstat writes only into the zeroed struct on this stack frame.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return false;
-    }
-    matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK)
-}
-
 impl Op for Splice {
     type Output = io::Result<usize>;
 
@@ -86,11 +76,9 @@ impl Op for Splice {
         Ok(e)
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Plan {
-        let (fd_in, fd_out) = match (ctx.raw(self.fd_in.target()), ctx.raw(self.fd_out.target())) {
-            (Ok(i), Ok(o)) => (i, o),
-            (Err(e), _) | (_, Err(e)) => return Plan::Done(-e),
-        };
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+        let fd_in = ctx.raw(self.fd_in.target())?;
+        let fd_out = ctx.raw(self.fd_out.target())?;
         let p = self.offs.as_mut_ptr();
         let sys = Syscall::Splice {
             fd_in,
@@ -111,19 +99,16 @@ impl Op for Splice {
         };
         // Wait on the stream end that can block: the input when it is a pipe or socket,
         // otherwise the output.
-        if is_stream(fd_in) {
-            Plan::Io {
-                sys,
-                fd: fd_in,
-                interest: Interest::Read,
-            }
+        let in_is_stream = matches!(
+            super::sys::file_type(fd_in),
+            Some(libc::S_IFIFO | libc::S_IFSOCK)
+        );
+        let (fd, interest) = if in_is_stream {
+            (fd_in, Interest::Read)
         } else {
-            Plan::Io {
-                sys,
-                fd: fd_out,
-                interest: Interest::Write,
-            }
-        }
+            (fd_out, Interest::Write)
+        };
+        Ok(Plan::Io { sys, fd, interest })
     }
 
     fn complete(self, res: i32, _flags: u32) -> Self::Output {

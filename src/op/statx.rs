@@ -84,22 +84,15 @@ impl Op for Statx {
         )
     }
 
-    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Plan {
-        let dirfd = match self.dirfd() {
-            Ok(d) => d,
-            Err(e) => return Plan::Done(-e),
-        };
-        let path = match &self.path {
-            Some(p) => p.as_ptr(),
-            None => return Plan::Done(-libc::EINVAL),
-        };
-        Plan::Pool(Syscall::Statx {
-            dirfd,
-            path,
+    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+        let path = self.path.as_ref().ok_or(libc::EINVAL)?;
+        Ok(Plan::Pool(Syscall::Statx {
+            dirfd: self.dirfd()?,
+            path: path.as_ptr(),
             flags: self.flags,
             mask: self.mask,
             buf: &mut *self.buf,
-        })
+        }))
     }
 
     fn complete(self, res: i32, _flags: u32) -> Self::Output {

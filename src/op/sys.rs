@@ -206,6 +206,17 @@ impl Syscall {
     }
 }
 
+/// The file type bits (`S_IFMT`) of an open descriptor, or `None` when `fstat` fails.
+pub(crate) fn file_type(fd: RawFd) -> Option<libc::mode_t> {
+    // SAFETY: fstat writes only into the zeroed struct on this frame.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return None;
+    }
+    Some(st.st_mode & libc::S_IFMT)
+}
+
 /// io_uring ignores the offset on pipes and sockets; `pread` fails there with ESPIPE. Retry as
 /// a plain read/write so both backends agree.
 fn rw_retry_espipe(off: i64, call: impl Fn(i64) -> isize) -> i32 {

@@ -54,11 +54,11 @@ impl Op for Timeout {
         Ok(opcode::Timeout::new(&**ts).count(*count).build())
     }
 
-    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Plan {
-        Plan::Timer {
+    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+        Ok(Plan::Timer {
             after: self.after,
             count: self.count,
-        }
+        })
     }
 
     fn complete(self, res: i32, _flags: u32) -> Self::Output {
@@ -100,8 +100,8 @@ impl Op for LinkTimeout {
         Ok(opcode::LinkTimeout::new(&*self.ts).build())
     }
 
-    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Plan {
-        Plan::LinkTimer { after: self.after }
+    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+        Ok(Plan::LinkTimer { after: self.after })
     }
 
     fn complete(self, res: i32, _flags: u32) -> Self::Output {

@@ -57,12 +57,9 @@ impl<B: IoBufMut> Op for Readv<B> {
         .build()))
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Plan {
-        let fd = match ctx.raw(self.fd.target()) {
-            Ok(fd) => fd,
-            Err(e) => return Plan::Done(-e),
-        };
-        Plan::Io {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+        let fd = ctx.raw(self.fd.target())?;
+        Ok(Plan::Io {
             sys: Syscall::Readv {
                 fd,
                 iov: self.iovecs.as_ptr(),
@@ -71,7 +68,7 @@ impl<B: IoBufMut> Op for Readv<B> {
             },
             fd,
             interest: Interest::Read,
-        }
+        })
     }
 
     fn complete(mut self, res: i32, _flags: u32) -> Self::Output {
@@ -143,12 +140,9 @@ impl<B: IoBuf> Op for Writev<B> {
         .build()))
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Plan {
-        let fd = match ctx.raw(self.fd.target()) {
-            Ok(fd) => fd,
-            Err(e) => return Plan::Done(-e),
-        };
-        Plan::Io {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+        let fd = ctx.raw(self.fd.target())?;
+        Ok(Plan::Io {
             sys: Syscall::Writev {
                 fd,
                 iov: self.iovecs.as_ptr(),
@@ -157,7 +151,7 @@ impl<B: IoBuf> Op for Writev<B> {
             },
             fd,
             interest: Interest::Write,
-        }
+        })
     }
 
     fn complete(self, res: i32, _flags: u32) -> Self::Output {

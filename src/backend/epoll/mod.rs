@@ -29,6 +29,7 @@ use super::{Item, Link};
 use crate::buf::BufPool;
 use crate::capability::{Backend, Feature, Report, Status};
 use crate::engine::Builder;
+use crate::op::sys::file_type;
 use crate::op::{Interest, Plan, Syscall};
 use crate::stats::StatsCells;
 
@@ -140,16 +141,6 @@ enum State {
 struct FdWaiters {
     readers: Vec<u64>,
     writers: Vec<u64>,
-}
-
-fn is_file(fd: RawFd) -> bool {
-    // SAFETY: fstat writes only into the zeroed struct on this frame.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return false;
-    }
-    matches!(st.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFBLK)
 }
 
 /// Bytes an I/O plan asks for, to tell a short transfer (which breaks a soft link).
@@ -282,12 +273,6 @@ impl Driver {
         let Item::Plan(plan) = item else {
             return Err(libc::EINVAL);
         };
-        if let Plan::LinkTimer { .. } = plan {
-            // A link timeout outside a chain guards nothing (io_uring: EINVAL).
-            self.insert(ud, plan, Link::None, State::Ready);
-            self.complete(ud, -libc::EINVAL, stats);
-            return Ok(());
-        }
         self.insert(ud, plan, link, State::Ready);
         self.start(ud, stats);
         Ok(())
@@ -307,7 +292,9 @@ impl Driver {
             self.insert(ud, plan, link, State::Blocked);
             match (plan, prev) {
                 (Plan::LinkTimer { .. }, Some(p))
-                    if self.ops.get(&p).is_some_and(|x| x.guard.is_none()) =>
+                    if self.ops.get(&p).is_some_and(|x| {
+                        x.guard.is_none() && !matches!(x.plan, Plan::LinkTimer { .. })
+                    }) =>
                 {
                     // Guards `p`; the chain goes on after the timeout.
                     if let Some(pp) = self.ops.get_mut(&p) {
@@ -328,13 +315,6 @@ impl Driver {
             prev = Some(ud);
         }
         if let Some(h) = head {
-            if let Some(p) = self.ops.get(&h) {
-                if let Plan::LinkTimer { .. } = p.plan {
-                    // A chain cannot start with a link timeout.
-                    self.complete(h, -libc::EINVAL, stats);
-                    return Ok(());
-                }
-            }
             self.start(h, stats);
         }
         Ok(())
@@ -369,9 +349,10 @@ impl Driver {
                     self.counting.push(ud);
                 }
             }
-            Plan::LinkTimer { .. } => {
-                // Reached as a chain step after its guarded op completed: handled there.
-            }
+            // A guarding link timeout is never started: its guarded op starts its timer and
+            // completes or removes it. One started here guards nothing (alone, first in a
+            // chain, or after another timeout): EINVAL, as io_uring says.
+            Plan::LinkTimer { .. } => self.complete(ud, -libc::EINVAL, stats),
             Plan::Cancel { user_data } => {
                 let r = self.cancel_op(user_data, stats);
                 self.complete(ud, r, stats);
@@ -393,17 +374,7 @@ impl Driver {
             // No RWF_NOWAIT: a plain call may block. Files go to the pool; pipes and sockets
             // are called only once poll(2) says they are ready (the descriptor may be in
             // blocking mode).
-            let file = match known_file {
-                Some(f) => f,
-                None => {
-                    StatsCells::bump(&stats.syscalls);
-                    is_file(fd)
-                }
-            };
-            if let Some(p) = self.ops.get_mut(&ud) {
-                p.file = Some(file);
-            }
-            if file {
+            if self.is_file(ud, fd, stats) {
                 return self.send_to_pool(ud, sys, stats);
             }
             let events = if interest == Interest::Write {
@@ -436,31 +407,42 @@ impl Driver {
             StatsCells::bump(&stats.inline_completions);
             return self.complete(ud, r, stats);
         }
-        let file = match known_file {
-            Some(f) => f,
-            None => {
-                StatsCells::bump(&stats.syscalls);
-                is_file(fd)
-            }
-        };
-        if let Some(p) = self.ops.get_mut(&ud) {
-            p.file = Some(file);
-            if r == -libc::EOPNOTSUPP {
+        if r == -libc::EOPNOTSUPP {
+            if let Some(p) = self.ops.get_mut(&ud) {
                 // This file refuses RWF_NOWAIT: from now on, poll-gated plain calls.
                 p.plain = true;
             }
         }
-        if file {
+        if self.is_file(ud, fd, stats) {
             self.send_to_pool(ud, sys, stats);
         } else {
             self.wait_or_fail(ud, fd, interest, stats);
         }
     }
 
+    /// Whether `fd` is a regular file or block device (always "ready" to epoll, so EAGAIN
+    /// means the pool), found once per operation.
+    fn is_file(&mut self, ud: u64, fd: RawFd, stats: &StatsCells) -> bool {
+        let Some(p) = self.ops.get_mut(&ud) else {
+            return false;
+        };
+        *p.file.get_or_insert_with(|| {
+            StatsCells::bump(&stats.syscalls);
+            matches!(file_type(fd), Some(libc::S_IFREG | libc::S_IFBLK))
+        })
+    }
+
     /// Waits for readiness, or completes with the error that prevents waiting.
+    /// An I/O call that would block: wait for readiness. A descriptor epoll refuses (EPERM:
+    /// a file type without poll support that still said EAGAIN) runs blocking on the pool.
     fn wait_or_fail(&mut self, ud: u64, fd: RawFd, interest: Interest, stats: &StatsCells) {
-        if let Err(e) = self.wait_fd(ud, fd, interest == Interest::Write, stats) {
-            self.complete(ud, -e, stats);
+        match self.wait_fd(ud, fd, interest == Interest::Write, stats) {
+            Ok(()) => {}
+            Err(libc::EPERM) => match self.pool_syscall(ud) {
+                Some(sys) => self.send_to_pool(ud, sys, stats),
+                None => self.complete(ud, -libc::EPERM, stats),
+            },
+            Err(e) => self.complete(ud, -e, stats),
         }
     }
 
@@ -504,8 +486,7 @@ impl Driver {
                             .modify(fd, fd as u64, interest, Mode::Edge)
                             .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
                     }
-                    // EPERM: a descriptor epoll cannot watch (a regular file that reported
-                    // EAGAIN, e.g. O_NONBLOCK on a FIFO opened as a file): use the pool.
+                    // EPERM: a descriptor epoll cannot watch; the caller decides.
                     Err(e) => return Err(e.raw_os_error().unwrap_or(libc::EIO)),
                 }
                 self.fds.entry(fd).or_default()
@@ -619,31 +600,29 @@ impl Driver {
             self.counting.retain(|x| *x != ud);
         }
         // The chain: a guarded op ends its link timeout first.
+        // (A link timeout that fired or was cancelled has cleared `guard` and handed its
+        // successor to `next` already.)
         let mut next = p.next;
         if let Some(g) = p.guard {
-            if let Some(t) = self.ops.get(&g) {
+            if let Some(t) = self.ops.remove(&g) {
                 if let State::Timer(id) = t.state {
                     self.timers.cancel(id);
                 }
                 next = t.next;
-                self.ops.remove(&g);
                 self.done.push((g, -libc::ECANCELED, 0));
-            } else {
-                // The timeout fired already and completed; its successor is ours now.
-                next = p.next.filter(|n| *n != g);
             }
         }
         let Some(n) = next else { return };
         let failed = res < 0 || expected(&p.plan).is_some_and(|want| (res as usize) < want);
         if failed && p.link == Link::Soft {
-            self.cancel_chain(n, stats);
+            self.cancel_chain(n);
         } else {
             self.start(n, stats);
         }
     }
 
     /// Completes a chain's remaining steps with ECANCELED.
-    fn cancel_chain(&mut self, mut ud: u64, _stats: &StatsCells) {
+    fn cancel_chain(&mut self, mut ud: u64) {
         loop {
             let Some(p) = self.ops.remove(&ud) else {
                 return;
@@ -670,7 +649,7 @@ impl Driver {
         match p.state {
             State::Blocked => {
                 // A later chain step: io_uring cancels it and the steps after it.
-                self.cancel_chain(target, stats);
+                self.cancel_chain(target);
                 0
             }
             State::Ready => {
@@ -702,10 +681,16 @@ impl Driver {
                 self.timers.cancel(id);
                 self.counting.retain(|x| *x != target);
                 if let Some(g) = p.guards {
-                    // A link timeout cancelled on its own: the guarded op goes on unbounded.
+                    // A link timeout cancelled on its own leaves its chain: the guarded op goes
+                    // on unbounded and is followed by the step after the timeout.
+                    let after = p.next;
                     if let Some(gp) = self.ops.get_mut(&g) {
                         gp.guard = None;
+                        gp.next = after;
                     }
+                    self.ops.remove(&target);
+                    self.done.push((target, -libc::ECANCELED, 0));
+                    return 0;
                 }
                 self.complete(target, -libc::ECANCELED, stats);
                 0
@@ -713,9 +698,8 @@ impl Driver {
         }
     }
 
-    pub(crate) fn cancel(&mut self, ud: u64, stats: &StatsCells) -> io::Result<()> {
+    pub(crate) fn cancel(&mut self, ud: u64, stats: &StatsCells) {
         self.cancel_op(ud, stats);
-        Ok(())
     }
 
     pub(crate) fn flush(&mut self, stats: &StatsCells) -> io::Result<usize> {
@@ -751,8 +735,7 @@ impl Driver {
                     }
                     self.ops.remove(&ud);
                     self.done.push((ud, -libc::ETIME, 0));
-                    let r = self.cancel_op(target, stats);
-                    let _ = r;
+                    self.cancel_op(target, stats);
                 }
                 _ => {
                     self.counting.retain(|x| *x != ud);
@@ -832,10 +815,6 @@ impl Driver {
     pub(crate) fn drain(&mut self, out: &mut Vec<(u64, i32, u32)>) {
         out.append(&mut self.done);
     }
-
-    /// Operations still on pool threads point at memory the engine leaks; the pool detaches
-    /// threads that do not finish in time, and they keep running against leaked memory only.
-    pub(crate) fn leak_on_drop(&mut self) {}
 }
 
 impl Drop for Driver {

@@ -24,7 +24,6 @@ use submit::{enter, ENTER_GETEVENTS, ENTER_SQ_WAKEUP};
 
 pub(crate) struct Driver {
     ring: IoUring,
-    ring_fd: RawFd,
     /// The registered ring index, or the ring descriptor.
     enter_fd: RawFd,
     registered: bool,
@@ -38,6 +37,8 @@ pub(crate) struct Driver {
     /// The timespec of internal wait timeouts on kernels without EXT_ARG. The kernel copies it
     /// when the TIMEOUT request is prepared, at submission.
     wait_ts: Box<io_uring::types::Timespec>,
+    /// Cancels that found the SQ full and the ring refusing a flush; retried on every wait.
+    deferred_cancels: Vec<u64>,
     /// Keeps the registered arena mapped for as long as the ring may use it.
     bufs: Option<BufPool>,
 }
@@ -248,6 +249,9 @@ impl Driver {
         stats: &StatsCells,
     ) -> io::Result<()> {
         let deadline = timeout.map(|t| Instant::now() + t);
+        if !self.deferred_cancels.is_empty() {
+            self.push_deferred_cancels();
+        }
         let result = loop {
             self.reap(stats);
             let pending = self.ring.submission().len() as u32;
@@ -316,10 +320,24 @@ impl Driver {
         out.append(&mut self.cqes);
     }
 
-    pub(crate) fn cancel(&mut self, ud: u64, stats: &StatsCells) -> io::Result<()> {
+    pub(crate) fn cancel(&mut self, ud: u64, stats: &StatsCells) {
         let e = opcode::AsyncCancel::new(ud).build().user_data(INTERNAL);
-        self.push_entry(&e, stats)
-            .map_err(io::Error::from_raw_os_error)
+        if self.push_entry(&e, stats).is_err() {
+            // The SQ is full and the kernel takes nothing now: keep the request for later.
+            self.deferred_cancels.push(ud);
+        }
+    }
+
+    /// Queues the cancels that found no room earlier.
+    fn push_deferred_cancels(&mut self) {
+        while let Some(&ud) = self.deferred_cancels.last() {
+            let e = opcode::AsyncCancel::new(ud).build().user_data(INTERNAL);
+            // SAFETY: a cancel SQE references no memory.
+            if unsafe { self.ring.submission().push(&e) }.is_err() {
+                return;
+            }
+            self.deferred_cancels.pop();
+        }
     }
 
     pub(crate) fn install_file(&mut self, slot: u32, fd: OwnedFd) -> io::Result<()> {
@@ -338,17 +356,6 @@ impl Driver {
             .submitter()
             .register_files_update(slot, &[-1])
             .map(|_| ())
-    }
-
-    /// The engine is going away with requests the kernel still owns: keep the ring's memory
-    /// and the registered arena alive forever rather than let the kernel write freed memory.
-    pub(crate) fn leak_on_drop(&mut self) {
-        if let Some(b) = self.bufs.take() {
-            std::mem::forget(b);
-        }
-        // Closing the ring makes the kernel cancel and reap what is left on its own; the
-        // buffers those requests point at were leaked by the engine.
-        let _ = self.ring_fd;
     }
 }
 

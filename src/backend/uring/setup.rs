@@ -112,7 +112,7 @@ fn describe_setup_error(e: &io::Error) -> String {
             let (soft, _) = memlock();
             format!(
                 "io_uring_setup failed with ENOMEM (RLIMIT_MEMLOCK soft limit {soft} bytes; \
-                 kernels before 5.12 charge ring memory to it)"
+                 without CAP_IPC_LOCK, ring memory is charged to it before 5.12 and again on recent kernels)"
             )
         }
         _ => format!("io_uring_setup failed: {e}"),
@@ -128,10 +128,10 @@ impl Driver {
         let mut report = Report::new(Backend::Uring, String::new());
         let mut sq = b.entries.next_power_of_two().clamp(1, 32768);
         loop {
-            match Self::open_sized(b, engine_id, bufs, sq, &mut report) {
+            match Self::open_sized(b, engine_id, bufs, sq, report.clone()) {
                 // Ring memory is charged to RLIMIT_MEMLOCK for processes without
-                // CAP_IPC_LOCK (before 5.12, and again for the region allocator of 6.13+):
-                // a smaller ring may still fit.
+                // CAP_IPC_LOCK (before 5.12; seen again on 6.18, per user): a smaller ring may
+                // still fit.
                 Err(e) if e.kind() == io::ErrorKind::OutOfMemory && sq > 8 => {
                     report.setup_rejected.push(format!(
                         "SQ {sq}: ENOMEM (RLIMIT_MEMLOCK), trying SQ {}",
@@ -149,7 +149,7 @@ impl Driver {
         engine_id: u64,
         bufs: Option<&BufPool>,
         sq: u32,
-        report: &mut Report,
+        mut report: Report,
     ) -> io::Result<(Driver, Report)> {
         let cq = b
             .cq_entries
@@ -157,7 +157,6 @@ impl Driver {
             .max(sq * 2)
             .next_power_of_two()
             .min(65536);
-        let mut report = report.clone();
         let dis = |f: Feature| b.disabled.contains(f);
 
         let try_build = |rung: &Rung, sqpoll: Option<u32>| -> io::Result<IoUring> {
@@ -332,10 +331,9 @@ impl Driver {
             }
             Some(pool) => {
                 let iov = pool.arena_iovec();
-                // SAFETY: the arena stays mapped while the pool lives; the pool outlives the
-                // ring's use of it because every FixedBuf (and so every fixed operation) holds
-                // the arena, and the ring is torn down before the engine's pool handle is
-                // dropped (Engine field order and leak-on-timeout in Drop).
+                // SAFETY: the kernel pins the arena's pages; the arena stays mapped as long as the
+                // ring because the driver keeps a handle on the pool (`Driver::bufs`), and every
+                // FixedBuf in flight keeps it too.
                 match unsafe { ring.submitter().register_buffers(&[iov]) } {
                     Ok(()) => {
                         pool.mark_registered(engine_id, 0);
@@ -435,7 +433,6 @@ impl Driver {
 
         let driver = Driver {
             ring,
-            ring_fd,
             enter_fd,
             registered,
             ext_arg,
@@ -444,6 +441,7 @@ impl Driver {
             fail_next: None,
             cqes: Vec::with_capacity(cq as usize),
             wait_ts: Box::new(io_uring::types::Timespec::new()),
+            deferred_cancels: Vec::new(),
             bufs: bufs.cloned(),
         };
         Ok((driver, report))
