@@ -1,7 +1,9 @@
 //! 4 KiB random reads of a page-cached file at queue depth 1 and 32: io_uring, the epoll
 //! backend (RWF_NOWAIT inline, pool on a miss) and blocking `pread` in a loop, in one run.
 //!
-//! `cargo bench --bench fileread` (`TRUEIO_BENCH_QUICK=1` for a short run). The file is read
+//! `cargo bench --bench fileread` (`TRUEIO_BENCH_QUICK=1` for a short run). The
+//! `preadv2 NW` column is the bare `preadv2(RWF_NOWAIT)` loop: the floor of the epoll
+//! backend's inline path, since that call is what keeps a cache miss off the event loop. The file is read
 //! whole just before every run (the VM pages out idle page cache after about a minute);
 //! buffers are page-aligned (4K aliasing makes misaligned copies many times slower here).
 
@@ -30,6 +32,29 @@ fn warm(path: &std::path::Path) {
     let mut f = File::open(path).expect("open");
     let mut buf = vec![0u8; 1 << 20];
     while f.read(&mut buf).expect("read") > 0 {}
+}
+
+/// The floor of the epoll backend's inline path: `preadv2(RWF_NOWAIT)` in a loop, no engine.
+fn preadv2_nowait_loop(file: &File, blocks: u64, dur: Duration) -> f64 {
+    let mut rng = Rng(0x9e3779b97f4a7c15);
+    let mut buf = AlignedBuf::zeroed(BS);
+    let start = Instant::now();
+    let mut ops = 0u64;
+    while start.elapsed() < dur {
+        for _ in 0..256 {
+            let off = (rng.next() % blocks) * BS as u64;
+            let iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: BS,
+            };
+            // SAFETY: one iovec over buf's BS writable bytes, alive for the call.
+            let r =
+                unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, off as i64, libc::RWF_NOWAIT) };
+            assert_eq!(r, BS as isize);
+        }
+        ops += 256;
+    }
+    ops as f64 / start.elapsed().as_secs_f64()
 }
 
 fn pread_loop(file: &File, blocks: u64, dur: Duration) -> f64 {
@@ -109,20 +134,31 @@ fn main() {
         size >> 20
     );
     println!(
-        "{:<6} {:>12} {:>12} {:>12} {:>10} {:>10}",
-        "depth", "pread", "io_uring", "epoll", "uring/pr", "epoll/pr"
+        "{:<6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10}",
+        "depth", "pread", "preadv2 NW", "io_uring", "epoll", "uring/pr", "epoll/pr"
     );
+    // TRUEIO_BENCH_ONLY=pread|nowait|uring|epoll runs one column alone (for a profiler).
+    let only = std::env::var("TRUEIO_BENCH_ONLY").unwrap_or_default();
+    let run = |name: &str| only.is_empty() || only == name;
     for qd in [1usize, 32] {
-        let (mut p, mut u, mut ep) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut p, mut nw, mut u, mut ep) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
-            warm(&path);
-            p.push(pread_loop(&file, blocks, dur));
-            if let Some(e) = &uring {
+            if run("pread") {
+                warm(&path);
+                p.push(pread_loop(&file, blocks, dur));
+            }
+            if run("nowait") {
+                warm(&path);
+                nw.push(preadv2_nowait_loop(&file, blocks, dur));
+            }
+            if let Some(e) = uring.as_ref().filter(|_| run("uring")) {
                 warm(&path);
                 u.push(engine_loop(e, &file, blocks, qd, dur));
             }
-            warm(&path);
-            ep.push(engine_loop(&epoll, &file, blocks, qd, dur));
+            if run("epoll") {
+                warm(&path);
+                ep.push(engine_loop(&epoll, &file, blocks, qd, dur));
+            }
         }
         let med = |v: &mut Vec<f64>| {
             if v.is_empty() {
@@ -131,11 +167,12 @@ fn main() {
             v.sort_by(|a, b| a.total_cmp(b));
             v[v.len() / 2]
         };
-        let (pm, um, em) = (med(&mut p), med(&mut u), med(&mut ep));
+        let (pm, nm, um, em) = (med(&mut p), med(&mut nw), med(&mut u), med(&mut ep));
         println!(
-            "QD{:<4} {:>12.0} {:>12.0} {:>12.0} {:>9.2}x {:>9.2}x",
+            "QD{:<4} {:>12.0} {:>12.0} {:>12.0} {:>12.0} {:>9.2}x {:>9.2}x",
             qd,
             pm,
+            nm,
             um,
             em,
             um / pm,

@@ -86,9 +86,21 @@ fn main() {
         raw(&mut ring, ops / 10, batch);
         engine(&e, ops / 10, batch, &mut tickets);
         let (mut r, mut t) = (Vec::new(), Vec::new());
+        // TRUEIO_NOP_ONLY=raw|engine runs one side alone (for a profiler).
+        let only = std::env::var("TRUEIO_NOP_ONLY").unwrap_or_default();
         for _ in 0..rounds {
-            r.push(raw(&mut ring, ops, batch).as_nanos() as f64 / ops as f64);
-            t.push(engine(&e, ops, batch, &mut tickets).as_nanos() as f64 / ops as f64);
+            if only != "engine" {
+                r.push(raw(&mut ring, ops, batch).as_nanos() as f64 / ops as f64);
+            }
+            if only != "raw" {
+                t.push(engine(&e, ops, batch, &mut tickets).as_nanos() as f64 / ops as f64);
+            }
+        }
+        if r.is_empty() {
+            r.push(f64::NAN);
+        }
+        if t.is_empty() {
+            t.push(f64::NAN);
         }
         let (rm, rlo, rhi) = median(&mut r);
         let (tm, tlo, thi) = median(&mut t);

@@ -307,7 +307,7 @@ impl Engine {
     /// never fails: an operation that cannot be submitted (a bad argument, a broken ring)
     /// completes with the error and gives its resources back.
     pub fn submit<T: Op>(&self, op: T) -> Ticket<T> {
-        self.inner.submit(op, Link::None)
+        self.inner.submit(op)
     }
 
     /// Starts a chain of linked operations: each starts only when the previous one succeeded
@@ -449,16 +449,14 @@ impl Inner {
     }
 
     #[inline]
-    fn submit<T: Op>(self: &Rc<Self>, mut op: T, link: Link) -> Ticket<T> {
+    fn submit<T: Op>(self: &Rc<Self>, mut op: T) -> Ticket<T> {
         let (key, gen) = self.insert();
         let ud = user_data(key, gen);
         StatsCells::bump(&self.stats.submitted);
-        let res = {
-            let mut d = self.driver.borrow_mut();
-            let ctx = self.ctx();
-            d.build(&mut op, &ctx)
-                .and_then(|item| d.push(ud, item, link, &self.stats))
-        };
+        let res = self
+            .driver
+            .borrow_mut()
+            .submit(ud, &mut op, &self.ctx(), &self.stats);
         if let Err(errno) = res {
             self.complete_now(key, -errno);
         }

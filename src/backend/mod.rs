@@ -2,8 +2,8 @@
 //!
 //! Each backend provides the same contract to the engine (`Driver`):
 //! - `build`: turn an operation into its backend form (an SQE, or a readiness plan);
-//! - `push` / `push_chain`: accept it for the next batch without blocking; a chain's steps
-//!   are kept contiguous and in order;
+//! - `submit` / `push_chain`: accept one operation, or a chain, for the next batch without
+//!   blocking; a chain's steps are kept contiguous and in order;
 //! - `flush` / `wait`: submit the batch, wait with an optional timeout, and hand back
 //!   completions as `(user_data, result, flags)`;
 //! - `cancel(user_data)`: ask for an operation to end early; its own completion still comes;
@@ -91,25 +91,30 @@ impl Driver {
         }
     }
 
+    /// Builds and pushes one operation (the common, unchained path: no `Item` in between, so
+    /// the SQE is written once rather than moved through an enum).
+    #[inline]
+    pub(crate) fn submit<T: Op>(
+        &mut self,
+        ud: u64,
+        op: &mut T,
+        ctx: &BuildCtx<'_>,
+        stats: &StatsCells,
+    ) -> Result<(), i32> {
+        match self {
+            Driver::Uring(d) => d.push_sqe(ud, op.uring_sqe(ctx)?, Link::None, stats),
+            Driver::Epoll(d) => {
+                d.push(ud, op.plan(ctx)?, stats);
+                Ok(())
+            }
+        }
+    }
+
     #[inline]
     pub(crate) fn has_completions(&self) -> bool {
         match self {
             Driver::Uring(d) => d.has_completions(),
             Driver::Epoll(d) => d.has_completions(),
-        }
-    }
-
-    #[inline]
-    pub(crate) fn push(
-        &mut self,
-        ud: u64,
-        item: Item,
-        link: Link,
-        stats: &StatsCells,
-    ) -> Result<(), i32> {
-        match self {
-            Driver::Uring(d) => d.push(ud, item, link, stats),
-            Driver::Epoll(d) => d.push(ud, item, link, stats),
         }
     }
 

@@ -263,19 +263,25 @@ impl Driver {
         );
     }
 
-    pub(crate) fn push(
-        &mut self,
-        ud: u64,
-        item: Item,
-        link: Link,
-        stats: &StatsCells,
-    ) -> Result<(), i32> {
-        let Item::Plan(plan) = item else {
-            return Err(libc::EINVAL);
-        };
-        self.insert(ud, plan, link, State::Ready);
+    /// Accepts one unchained operation and runs it as far as it goes now.
+    pub(crate) fn push(&mut self, ud: u64, plan: Plan, stats: &StatsCells) {
+        // The common case first: an I/O call that completes at once (a page-cache hit, data
+        // waiting in a socket) never enters the table. Counting timeouts need every
+        // completion to pass through `complete`, so they take the general path.
+        if let Plan::Io { sys, .. } = plan {
+            if self.nowait && self.counting.is_empty() {
+                match Self::attempt_nowait(sys, stats) {
+                    Ok(r) => self.done.push((ud, r, 0)),
+                    Err(r) => {
+                        self.insert(ud, plan, Link::None, State::Ready);
+                        self.would_block(ud, r, stats);
+                    }
+                }
+                return;
+            }
+        }
+        self.insert(ud, plan, Link::None, State::Ready);
         self.start(ud, stats);
-        Ok(())
     }
 
     pub(crate) fn push_chain(
@@ -401,17 +407,37 @@ impl Driver {
             StatsCells::bump(&stats.inline_completions);
             return self.complete(ud, r, stats);
         }
+        match Self::attempt_nowait(sys, stats) {
+            Ok(r) => self.complete(ud, r, stats),
+            Err(r) => self.would_block(ud, r, stats),
+        }
+    }
+
+    /// One `RWF_NOWAIT` attempt: `Ok(result)` when it is final, `Err(-EAGAIN or
+    /// -EOPNOTSUPP)` when the call would have blocked or refuses to try.
+    #[inline]
+    fn attempt_nowait(sys: Syscall, stats: &StatsCells) -> Result<i32, i32> {
         StatsCells::bump(&stats.syscalls);
         let r = sys.run(true);
-        if r != -libc::EAGAIN && r != -libc::EOPNOTSUPP {
-            StatsCells::bump(&stats.inline_completions);
-            return self.complete(ud, r, stats);
+        if r == -libc::EAGAIN || r == -libc::EOPNOTSUPP {
+            return Err(r);
         }
+        StatsCells::bump(&stats.inline_completions);
+        Ok(r)
+    }
+
+    /// After a `RWF_NOWAIT` attempt would have blocked: files go to the pool, pipes and
+    /// sockets wait for readiness.
+    fn would_block(&mut self, ud: u64, r: i32, stats: &StatsCells) {
+        let Some(p) = self.ops.get_mut(&ud) else {
+            return;
+        };
+        let Plan::Io { sys, fd, interest } = p.plan else {
+            return;
+        };
         if r == -libc::EOPNOTSUPP {
-            if let Some(p) = self.ops.get_mut(&ud) {
-                // This file refuses RWF_NOWAIT: from now on, poll-gated plain calls.
-                p.plain = true;
-            }
+            // This file refuses RWF_NOWAIT: from now on, poll-gated plain calls.
+            p.plain = true;
         }
         if self.is_file(ud, fd, stats) {
             self.send_to_pool(ud, sys, stats);

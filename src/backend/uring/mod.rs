@@ -70,16 +70,13 @@ impl Driver {
     }
 
     #[inline]
-    pub(crate) fn push(
+    pub(crate) fn push_sqe(
         &mut self,
         ud: u64,
-        item: Item,
+        e: squeue::Entry,
         link: Link,
         stats: &StatsCells,
     ) -> Result<(), i32> {
-        let Item::Sqe(e) = item else {
-            return Err(libc::EINVAL);
-        };
         self.push_entry(&e.user_data(ud).flags(link_flags(link)), stats)
     }
 
