@@ -6,7 +6,6 @@ mod util;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::io::Write as _;
 
 use trueio::op::{Nop, Read};
 use trueio::BackendChoice;
@@ -72,20 +71,17 @@ fn measure(choice: BackendChoice) -> Option<(usize, usize)> {
     let engine = b.build().unwrap();
     let dir = util::TempDir::new("alloc");
     let data = util::pattern(64, 1);
-    std::fs::File::create(dir.path("f"))
-        .unwrap()
-        .write_all(&data)
-        .unwrap();
-    let file = std::fs::File::open(dir.path("f")).unwrap();
+    let file = dir.rw_file("f", &data);
     let mut buf: Vec<u8> = Vec::with_capacity(64);
+    let addr = buf.as_ptr();
 
     let nop = || {
-        let t = engine.submit(Nop::new());
-        util::wait(&engine, t).unwrap();
+        util::run(&engine, Nop::new()).unwrap();
     };
     let read = |buf: Vec<u8>| -> Vec<u8> {
-        let (n, mut back) = util::wait(&engine, engine.submit(Read::at(&file, buf, 0)));
+        let (n, mut back) = util::run(&engine, Read::at(&file, buf, 0));
         assert_eq!(n.unwrap(), 64);
+        assert!(back == data, "a read returned other bytes");
         back.clear();
         back
     };
@@ -104,9 +100,14 @@ fn measure(choice: BackendChoice) -> Option<(usize, usize)> {
             buf = read(std::mem::take(&mut buf));
         }
     });
-    // The buffer really was reused and filled.
+    // The buffer really was reused and filled: one allocation went round every read.
     buf = read(buf);
-    let _ = buf;
+    assert_eq!(
+        buf.as_ptr(),
+        addr,
+        "the read buffer was replaced on the way"
+    );
+    assert_eq!(buf.capacity(), 64);
     assert_eq!(engine.in_flight(), 0);
     Some((nops, reads))
 }

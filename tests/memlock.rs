@@ -6,9 +6,8 @@
 //! parent test checks its exit status.
 mod util;
 
-use std::fs::OpenOptions;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use trueio::op::{ReadFixed, WriteFixed};
 use trueio::{Backend, BackendChoice, Engine};
@@ -19,6 +18,8 @@ const LIMIT_BYTES: u64 = 64 * 1024;
 const BUFS: usize = 16;
 const BUF_SIZE: usize = 64 * 1024;
 const CAP_IPC_LOCK: u32 = 14;
+/// What the child prints once its whole body has run.
+const CHILD_DONE: &str = "MEMLOCK-CHILD-OK";
 
 /// Lowers RLIMIT_MEMLOCK (soft and hard) and drops CAP_IPC_LOCK from the bounding set and
 /// from this thread's effective and permitted sets.
@@ -89,13 +90,7 @@ fn drop_pinning_rights() {
 /// with ReadFixed, and checks every byte.
 fn fixed_round_trips(engine: &Engine) {
     let dir = TempDir::new("memlock");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(dir.path("f"))
-        .unwrap();
+    let file = dir.rw_file("f", b"");
     let pool = engine.buffers().expect("pool configured");
     assert_eq!(pool.count(), BUFS);
 
@@ -132,10 +127,13 @@ fn fixed_round_trips(engine: &Engine) {
     assert_eq!(engine.buffers().unwrap().available(), BUFS);
 }
 
-/// The child's body; a no-op unless this binary was re-executed by the parent test.
+/// Harness entry, not a test of its own: the child's body, run by `run_child` in a re-executed
+/// copy of this binary with TRUEIO_TEST_MEMLOCK_CHILD naming the backend. Run any other way it
+/// checks nothing and says so; `registered_buffers_degrade_under_low_memlock` is what checks it.
 #[test]
 fn memlock_child() {
     let Ok(which) = std::env::var(CHILD_ENV) else {
+        eprintln!("memlock_child: not a child run ({CHILD_ENV} unset): nothing to check");
         return;
     };
     let choice = BackendChoice::parse(&which).unwrap();
@@ -172,6 +170,7 @@ fn memlock_child() {
         );
     }
     fixed_round_trips(&engine);
+    eprintln!("{CHILD_DONE}: {which}");
 }
 
 /// Runs `memlock_child` in a fresh copy of this binary for `backend`; bounded by a deadline.
@@ -180,37 +179,20 @@ fn run_child(backend: &str) {
     // running side by side would exhaust each other's 64 KiB. One child at a time.
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = TempDir::new("memlock-child");
-    let out_path = dir.path("stdout");
-    let err_path = dir.path("stderr");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "memlock_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, backend)
-        .env_remove("TRUEIO_TEST_ONLY")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .expect("re-exec the test binary");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("memlock child for {backend} did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let out = util::run_child_within(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "memlock_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, backend)
+            .env_remove("TRUEIO_TEST_ONLY"),
+        Duration::from_secs(60),
+        &format!("memlock child for {backend}"),
+    );
+    let (status, stdout, stderr) = (out.status, &out.stdout, &out.stderr);
     assert!(
         status.success(),
         "memlock child for {backend} failed ({status}):\n{stdout}\n{stderr}"
@@ -218,6 +200,11 @@ fn run_child(backend: &str) {
     assert!(
         stdout.contains("test memlock_child ... ok") && stdout.contains("1 passed"),
         "the child did not run memlock_child:\n{stdout}\n{stderr}"
+    );
+    // A child that never saw the variable would pass too, having checked nothing.
+    assert!(
+        stderr.contains(&format!("{CHILD_DONE}: {backend}")),
+        "memlock_child returned without running its body:\n{stdout}\n{stderr}"
     );
     eprint!("{stderr}");
 }
@@ -230,7 +217,11 @@ both_backends! {
             // Control: with this process's own limits the same pool registers (root or a
             // large enough limit), so the child's degradation comes from the lowered rights.
             let (soft, _) = engine.report().memlock;
-            let masked = engine.report().registered_buffers.detail.contains("disabled by the builder");
+            let masked = engine
+                .report()
+                .registered_buffers
+                .detail
+                .contains("disabled by the builder");
             if soft >= 4 * (BUFS * BUF_SIZE) as u64 && !masked {
                 assert!(
                     engine.report().registered_buffers.active,

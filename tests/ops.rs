@@ -1,35 +1,26 @@
 //! Every operation: its success path and its error path, on both backends.
 mod util;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use trueio::op::{
-    Cancel, Close, Fallocate, Fsync, LinkTimeout, Nop, OpenAt2, OpenAt2Direct, OpenHow, PollAdd,
-    Read, ReadFixed, Readv, Splice, Statx, Timeout, Write, WriteFixed, Writev,
+    Cancel, Close, Fallocate, Fsync, LinkTimeout, Nop, OpenAt2, OpenHow, PollAdd, Read, ReadFixed,
+    Readv, Splice, Statx, Timeout, Write, WriteFixed, Writev,
 };
-use trueio::Fd;
-use util::{assert_errno, pattern, pipe, wait, TempDir};
+use trueio::{Engine, Fd, FixedFile};
+use util::{assert_errno, open_rdonly, open_rdonly_direct, pattern, pipe, run, wait, TempDir};
 
-/// A fresh read-write file in `dir` holding `data`.
-fn file_with(dir: &TempDir, name: &str, data: &[u8]) -> File {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(dir.path(name))
-        .unwrap();
-    f.write_all(data).unwrap();
-    f
-}
-
-fn read_file(path: &std::path::Path) -> Vec<u8> {
-    let mut v = Vec::new();
-    File::open(path).unwrap().read_to_end(&mut v).unwrap();
-    v
+/// Closes the fixed-file slot of `ff` with `Close::fixed`, then checks that the slot is empty:
+/// a read through it fails with EBADF, and so does a second close.
+fn close_fixed_and_check_empty(engine: &Engine, ff: FixedFile) {
+    run(engine, Close::fixed(ff.clone())).unwrap();
+    let (r, _) = run(engine, Read::at(&ff, Vec::with_capacity(16), 0));
+    assert_errno(&r, libc::EBADF, "read through a closed fixed slot");
+    let r = run(engine, Close::fixed(ff));
+    assert_errno(&r, libc::EBADF, "closing an empty fixed slot");
 }
 
 fn umask() -> u32 {
@@ -49,14 +40,14 @@ both_backends! {
     fn write_then_read_at_offset(b: Builder) {
         let engine = b.build().unwrap();
         let dir = TempDir::new("ops-rw");
-        let file = file_with(&dir, "f", b"");
+        let file = dir.rw_file("f", b"");
         let data = pattern(1000, 3);
 
-        let (n, back) = wait(&engine, engine.submit(Write::at(&file, data.clone(), 24)));
+        let (n, back) = run(&engine, Write::at(&file, data.clone(), 24));
         assert_eq!(n.unwrap(), 1000);
         assert_eq!(back, data, "the write gives its buffer back unchanged");
 
-        let on_disk = read_file(&dir.path("f"));
+        let on_disk = dir.contents("f");
         assert_eq!(on_disk.len(), 1024);
         assert!(
             on_disk[..24].iter().all(|&b| b == 0),
@@ -64,10 +55,7 @@ both_backends! {
         );
         assert_eq!(&on_disk[24..], &data[..]);
 
-        let (n, buf) = wait(
-            &engine,
-            engine.submit(Read::at(&file, Vec::with_capacity(500), 100)),
-        );
+        let (n, buf) = run(&engine, Read::at(&file, Vec::with_capacity(500), 100));
         assert_eq!(n.unwrap(), 500);
         assert_eq!(buf.len(), 500);
         assert_eq!(&buf[..], &data[76..576]);
@@ -77,12 +65,9 @@ both_backends! {
         let engine = b.build().unwrap();
         let (r, w) = pipe(false);
         let data = pattern(300, 9);
-        let (n, _) = wait(&engine, engine.submit(Write::stream(&w, data.clone())));
+        let (n, _) = run(&engine, Write::stream(&w, data.clone()));
         assert_eq!(n.unwrap(), 300);
-        let (n, buf) = wait(
-            &engine,
-            engine.submit(Read::stream(&r, Vec::with_capacity(1024))),
-        );
+        let (n, buf) = run(&engine, Read::stream(&r, Vec::with_capacity(1024)));
         assert_eq!(n.unwrap(), 300);
         assert_eq!(buf, data);
     }
@@ -92,10 +77,7 @@ both_backends! {
         let engine = b.build().unwrap();
         let (r, w) = pipe(false);
         util::write_all(&w, b"hello");
-        let (n, buf) = wait(
-            &engine,
-            engine.submit(Read::at(&r, Vec::with_capacity(16), 4096)),
-        );
+        let (n, buf) = run(&engine, Read::at(&r, Vec::with_capacity(16), 4096));
         assert_eq!(n.unwrap(), 5);
         assert_eq!(buf, b"hello");
     }
@@ -104,18 +86,12 @@ both_backends! {
         let engine = b.build().unwrap();
         let dir = TempDir::new("ops-short");
         let data = pattern(37, 1);
-        let file = file_with(&dir, "f", &data);
-        let (n, buf) = wait(
-            &engine,
-            engine.submit(Read::at(&file, Vec::with_capacity(4096), 0)),
-        );
+        let file = dir.rw_file("f", &data);
+        let (n, buf) = run(&engine, Read::at(&file, Vec::with_capacity(4096), 0));
         assert_eq!(n.unwrap(), 37);
         assert_eq!(buf, data);
         // A short read from the middle, too.
-        let (n, buf) = wait(
-            &engine,
-            engine.submit(Read::at(&file, Vec::with_capacity(4096), 30)),
-        );
+        let (n, buf) = run(&engine, Read::at(&file, Vec::with_capacity(4096), 30));
         assert_eq!(n.unwrap(), 7);
         assert_eq!(&buf[..], &data[30..]);
     }
@@ -123,26 +99,17 @@ both_backends! {
     fn read_at_eof_returns_zero(b: Builder) {
         let engine = b.build().unwrap();
         let dir = TempDir::new("ops-eof");
-        let file = file_with(&dir, "f", b"0123456789");
-        let (n, buf) = wait(
-            &engine,
-            engine.submit(Read::at(&file, Vec::with_capacity(16), 10)),
-        );
+        let file = dir.rw_file("f", b"0123456789");
+        let (n, buf) = run(&engine, Read::at(&file, Vec::with_capacity(16), 10));
         assert_eq!(n.unwrap(), 0);
         assert!(buf.is_empty());
-        let (n, _) = wait(
-            &engine,
-            engine.submit(Read::at(&file, Vec::with_capacity(16), 1 << 20)),
-        );
+        let (n, _) = run(&engine, Read::at(&file, Vec::with_capacity(16), 1 << 20));
         assert_eq!(n.unwrap(), 0, "past the end is EOF too");
 
         // A pipe whose write end is closed: EOF.
         let (r, w) = pipe(false);
         drop(w);
-        let (n, buf) = wait(
-            &engine,
-            engine.submit(Read::stream(&r, Vec::with_capacity(16))),
-        );
+        let (n, buf) = run(&engine, Read::stream(&r, Vec::with_capacity(16)));
         assert_eq!(n.unwrap(), 0);
         assert!(buf.is_empty());
     }
@@ -150,54 +117,48 @@ both_backends! {
     fn read_on_bad_fd_is_ebadf(b: Builder) {
         let engine = b.build().unwrap();
         for bad in [-1, 999_999] {
-            let (r, buf) = wait(
-                &engine,
-                engine.submit(Read::at(bad, Vec::with_capacity(8), 0)),
-            );
+            let (r, buf) = run(&engine, Read::at(bad, Vec::with_capacity(8), 0));
             assert_errno(&r, libc::EBADF, &format!("read on fd {bad}"));
             assert_eq!(buf.capacity(), 8, "the buffer comes back");
-            let (r, _) = wait(
-                &engine,
-                engine.submit(Read::stream(bad, Vec::with_capacity(8))),
-            );
+            let (r, _) = run(&engine, Read::stream(bad, Vec::with_capacity(8)));
             assert_errno(&r, libc::EBADF, &format!("stream read on fd {bad}"));
         }
     }
 
     fn write_on_bad_or_readonly_fd_is_ebadf(b: Builder) {
         let engine = b.build().unwrap();
-        let (r, _) = wait(&engine, engine.submit(Write::at(-1, b"x".to_vec(), 0)));
+        let (r, _) = run(&engine, Write::at(-1, b"x".to_vec(), 0));
         assert_errno(&r, libc::EBADF, "write on fd -1");
         let dir = TempDir::new("ops-wro");
-        drop(file_with(&dir, "f", b"abc"));
+        drop(dir.rw_file("f", b"abc"));
         let ro = File::open(dir.path("f")).unwrap();
-        let (r, buf) = wait(&engine, engine.submit(Write::at(&ro, b"xyz".to_vec(), 0)));
+        let (r, buf) = run(&engine, Write::at(&ro, b"xyz".to_vec(), 0));
         assert_errno(&r, libc::EBADF, "write on a read-only descriptor");
         assert_eq!(buf, b"xyz");
-        assert_eq!(read_file(&dir.path("f")), b"abc");
+        assert_eq!(dir.contents("f"), b"abc");
     }
 
     fn writev_readv_spread_in_order(b: Builder) {
         let engine = b.build().unwrap();
         let dir = TempDir::new("ops-vec");
-        let file = file_with(&dir, "f", b"");
+        let file = dir.rw_file("f", b"");
         let parts = vec![
             b"abc".to_vec(),
             b"defgh".to_vec(),
             Vec::new(),
             b"ij".to_vec(),
         ];
-        let (n, back) = wait(&engine, engine.submit(Writev::at(&file, parts.clone(), 5)));
+        let (n, back) = run(&engine, Writev::at(&file, parts.clone(), 5));
         assert_eq!(n.unwrap(), 10);
         assert_eq!(back, parts);
-        assert_eq!(&read_file(&dir.path("f"))[5..], b"abcdefghij");
+        assert_eq!(&dir.contents("f")[5..], b"abcdefghij");
 
         let caps = [4usize, 3, 8];
         let bufs: Vec<Vec<u8>> = caps.iter().map(|&c| Vec::with_capacity(c)).collect();
         for (b, c) in bufs.iter().zip(caps) {
             assert_eq!(b.capacity(), c, "test precondition: exact capacities");
         }
-        let (n, bufs) = wait(&engine, engine.submit(Readv::at(&file, bufs, 5)));
+        let (n, bufs) = run(&engine, Readv::at(&file, bufs, 5));
         assert_eq!(n.unwrap(), 10);
         assert_eq!(bufs.len(), 3);
         assert_eq!(bufs[0], b"abcd");
@@ -205,21 +166,14 @@ both_backends! {
         assert_eq!(bufs[2], b"hij", "the short tail lands in the last buffer");
 
         // Error paths give every buffer back.
-        let (r, bufs) = wait(
+        let (r, bufs) = run(
             &engine,
-            engine.submit(Readv::at(
-                -1,
-                vec![Vec::with_capacity(4), Vec::with_capacity(4)],
-                0,
-            )),
+            Readv::at(-1, vec![Vec::with_capacity(4), Vec::with_capacity(4)], 0),
         );
         assert_errno(&r, libc::EBADF, "readv on fd -1");
         assert_eq!(bufs.len(), 2);
         assert!(bufs.iter().all(|b| b.is_empty()));
-        let (r, bufs) = wait(
-            &engine,
-            engine.submit(Writev::at(-1, vec![b"a".to_vec()], 0)),
-        );
+        let (r, bufs) = run(&engine, Writev::at(-1, vec![b"a".to_vec()], 0));
         assert_errno(&r, libc::EBADF, "writev on fd -1");
         assert_eq!(bufs, vec![b"a".to_vec()]);
     }
@@ -230,7 +184,7 @@ both_backends! {
         assert_eq!(pool.count(), 4);
         assert_eq!(pool.available(), 4);
         let dir = TempDir::new("ops-fixed");
-        let file = file_with(&dir, "f", b"");
+        let file = dir.rw_file("f", b"");
         let data = pattern(8192, 77);
 
         let mut wb = engine.fixed_buf().unwrap();
@@ -251,33 +205,27 @@ both_backends! {
         assert_eq!(n.unwrap(), 8192);
         assert_eq!(&wb[..], &data[..]);
         drop(wb);
-        assert_eq!(&read_file(&dir.path("f"))[4096..], &data[..]);
+        assert_eq!(&dir.contents("f")[4096..], &data[..]);
 
         let rb = engine.fixed_buf().unwrap();
         assert!(rb.is_empty());
-        let (n, rb) = wait(&engine, engine.submit(ReadFixed::at(&file, rb, 4096)));
+        let (n, rb) = run(&engine, ReadFixed::at(&file, rb, 4096));
         assert_eq!(n.unwrap(), 8192);
         assert_eq!(rb.len(), 8192);
         assert!(rb[..] == data[..], "byte-exact round trip");
 
         // A short fixed read: exact count.
         let rb2 = engine.fixed_buf().unwrap();
-        let (n, rb2) = wait(
-            &engine,
-            engine.submit(ReadFixed::at(&file, rb2, 4096 + 8000)),
-        );
+        let (n, rb2) = run(&engine, ReadFixed::at(&file, rb2, 4096 + 8000));
         assert_eq!(n.unwrap(), 192);
         assert_eq!(&rb2[..], &data[8000..]);
 
         // Error paths give the buffer back too.
-        let (r, eb) = wait(
-            &engine,
-            engine.submit(ReadFixed::at(-1, engine.fixed_buf().unwrap(), 0)),
-        );
+        let (r, eb) = run(&engine, ReadFixed::at(-1, engine.fixed_buf().unwrap(), 0));
         assert_errno(&r, libc::EBADF, "read_fixed on fd -1");
         let mut eb = eb;
         eb.extend_from_slice(b"zz");
-        let (r, eb) = wait(&engine, engine.submit(WriteFixed::at(-1, eb, 0)));
+        let (r, eb) = run(&engine, WriteFixed::at(-1, eb, 0));
         assert_errno(&r, libc::EBADF, "write_fixed on fd -1");
         assert_eq!(&eb[..], b"zz");
         assert_eq!(engine.buffers().unwrap().available(), 1);
@@ -294,29 +242,21 @@ both_backends! {
     fn fsync_ok_and_errors_agree(b: Builder) {
         let engine = b.build().unwrap();
         let dir = TempDir::new("ops-fsync");
-        let file = file_with(&dir, "f", b"data");
-        wait(&engine, engine.submit(Fsync::new(&file))).unwrap();
-        wait(&engine, engine.submit(Fsync::data_only(&file))).unwrap();
+        let file = dir.rw_file("f", b"data");
+        run(&engine, Fsync::new(&file)).unwrap();
+        run(&engine, Fsync::data_only(&file)).unwrap();
 
+        assert_errno(&run(&engine, Fsync::new(-1)), libc::EBADF, "fsync fd -1");
         assert_errno(
-            &wait(&engine, engine.submit(Fsync::new(-1))),
-            libc::EBADF,
-            "fsync fd -1",
-        );
-        assert_errno(
-            &wait(&engine, engine.submit(Fsync::data_only(-1))),
+            &run(&engine, Fsync::data_only(-1)),
             libc::EBADF,
             "fdatasync fd -1",
         );
         // A pipe cannot be synced: EINVAL on both backends (as fsync(2) says).
         let (r, _w) = pipe(false);
+        assert_errno(&run(&engine, Fsync::new(&r)), libc::EINVAL, "fsync pipe");
         assert_errno(
-            &wait(&engine, engine.submit(Fsync::new(&r))),
-            libc::EINVAL,
-            "fsync pipe",
-        );
-        assert_errno(
-            &wait(&engine, engine.submit(Fsync::data_only(&r))),
+            &run(&engine, Fsync::data_only(&r)),
             libc::EINVAL,
             "fdatasync pipe",
         );
@@ -325,26 +265,26 @@ both_backends! {
     fn fallocate_grows_file(b: Builder) {
         let engine = b.build().unwrap();
         let dir = TempDir::new("ops-falloc");
-        let file = file_with(&dir, "f", b"abc");
-        wait(&engine, engine.submit(Fallocate::new(&file, 4096, 8192, 0))).unwrap();
+        let file = dir.rw_file("f", b"abc");
+        run(&engine, Fallocate::new(&file, 4096, 8192, 0)).unwrap();
         assert_eq!(file.metadata().unwrap().len(), 4096 + 8192);
-        assert_eq!(&read_file(&dir.path("f"))[..3], b"abc");
+        assert_eq!(&dir.contents("f")[..3], b"abc");
         // KEEP_SIZE allocates without growing.
-        wait(
+        run(
             &engine,
-            engine.submit(Fallocate::new(&file, 0, 1 << 20, libc::FALLOC_FL_KEEP_SIZE)),
+            Fallocate::new(&file, 0, 1 << 20, libc::FALLOC_FL_KEEP_SIZE),
         )
         .unwrap();
         assert_eq!(file.metadata().unwrap().len(), 4096 + 8192);
 
         assert_errno(
-            &wait(&engine, engine.submit(Fallocate::new(-1, 0, 4096, 0))),
+            &run(&engine, Fallocate::new(-1, 0, 4096, 0)),
             libc::EBADF,
             "fallocate fd -1",
         );
         let ro = File::open(dir.path("f")).unwrap();
         assert_errno(
-            &wait(&engine, engine.submit(Fallocate::new(&ro, 0, 1 << 16, 0))),
+            &run(&engine, Fallocate::new(&ro, 0, 1 << 16, 0)),
             libc::EBADF,
             "fallocate on a read-only descriptor",
         );
@@ -353,82 +293,50 @@ both_backends! {
     fn openat2_existing_missing_and_created(b: Builder) {
         let engine = b.build().unwrap();
         let dir = TempDir::new("ops-open");
-        drop(file_with(&dir, "exists", b"content"));
+        drop(dir.rw_file("exists", b"content"));
 
-        let fd = wait(
-            &engine,
-            engine.submit(OpenAt2::new(
-                None,
-                dir.path("exists"),
-                OpenHow::new(libc::O_RDONLY),
-            )),
-        )
-        .unwrap();
+        let fd = run(&engine, open_rdonly(dir.path("exists"))).unwrap();
         let mut s = String::new();
         File::from(fd).read_to_string(&mut s).unwrap();
         assert_eq!(s, "content");
 
-        let r = wait(
-            &engine,
-            engine.submit(OpenAt2::new(
-                None,
-                dir.path("missing"),
-                OpenHow::new(libc::O_RDONLY),
-            )),
-        );
+        let r = run(&engine, open_rdonly(dir.path("missing")));
         assert_errno(&r, libc::ENOENT, "open of a missing file");
 
         // Relative to a directory descriptor, created with a mode.
         let dfd = File::open(&dir.0).unwrap();
         let how = OpenHow::new(libc::O_CREAT | libc::O_WRONLY | libc::O_EXCL).mode(0o640);
-        let fd = wait(
-            &engine,
-            engine.submit(OpenAt2::new(Some(Fd::from(&dfd)), "created", how)),
-        )
-        .unwrap();
+        let fd = run(&engine, OpenAt2::new(Some(Fd::from(&dfd)), "created", how)).unwrap();
         let mut f = File::from(fd);
         f.write_all(b"new").unwrap();
         drop(f);
         let meta = std::fs::metadata(dir.path("created")).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o640 & !umask());
-        assert_eq!(read_file(&dir.path("created")), b"new");
+        assert_eq!(dir.contents("created"), b"new");
         // O_EXCL on the existing file: EEXIST.
-        let r = wait(
-            &engine,
-            engine.submit(OpenAt2::new(Some(Fd::from(&dfd)), "created", how)),
-        );
+        let r = run(&engine, OpenAt2::new(Some(Fd::from(&dfd)), "created", how));
         assert_errno(&r, libc::EEXIST, "O_CREAT|O_EXCL on an existing file");
     }
 
     fn openat2_resolve_beneath_and_nul(b: Builder) {
         let engine = b.build().unwrap();
         let dir = TempDir::new("ops-beneath");
-        drop(file_with(&dir, "x", b"outside"));
+        drop(dir.rw_file("x", b"outside"));
         std::fs::create_dir(dir.path("sub")).unwrap();
         let sub = File::open(dir.path("sub")).unwrap();
 
         // Control: without RESOLVE_BENEATH "../x" opens.
-        let fd = wait(
+        let fd = run(
             &engine,
-            engine.submit(OpenAt2::new(
-                Some(Fd::from(&sub)),
-                "../x",
-                OpenHow::new(libc::O_RDONLY),
-            )),
+            OpenAt2::new(Some(Fd::from(&sub)), "../x", OpenHow::new(libc::O_RDONLY)),
         )
         .unwrap();
         drop(fd);
         let how = OpenHow::new(libc::O_RDONLY).resolve(libc::RESOLVE_BENEATH);
-        let r = wait(
-            &engine,
-            engine.submit(OpenAt2::new(Some(Fd::from(&sub)), "../x", how)),
-        );
+        let r = run(&engine, OpenAt2::new(Some(Fd::from(&sub)), "../x", how));
         assert_errno(&r, libc::EXDEV, "RESOLVE_BENEATH escaping with ..");
 
-        let r = wait(
-            &engine,
-            engine.submit(OpenAt2::new(None, "a\0b", OpenHow::new(libc::O_RDONLY))),
-        );
+        let r = run(&engine, open_rdonly("a\0b"));
         assert_errno(&r, libc::EINVAL, "path with a NUL byte");
     }
 
@@ -436,123 +344,83 @@ both_backends! {
         let engine = b.fixed_files(8).build().unwrap();
         let dir = TempDir::new("ops-direct");
         let data = pattern(2000, 5);
-        drop(file_with(&dir, "f", &data));
+        drop(dir.rw_file("f", &data));
 
-        let ff = wait(
-            &engine,
-            engine.submit(OpenAt2Direct::new(
-                None,
-                dir.path("f"),
-                OpenHow::new(libc::O_RDONLY),
-            )),
-        )
-        .expect("OpenAt2Direct of an existing file into a free slot");
+        let ff = run(&engine, open_rdonly_direct(dir.path("f")))
+            .expect("OpenAt2Direct of an existing file into a free slot");
         assert!(ff.slot() < 8);
-        let (n, buf) = wait(
-            &engine,
-            engine.submit(Read::at(&ff, Vec::with_capacity(4096), 0)),
-        );
+        let (n, buf) = run(&engine, Read::at(&ff, Vec::with_capacity(4096), 0));
         assert_eq!(n.unwrap(), 2000);
         assert_eq!(buf, data);
 
-        let r = wait(
-            &engine,
-            engine.submit(OpenAt2Direct::new(
-                None,
-                dir.path("nope"),
-                OpenHow::new(libc::O_RDONLY),
-            )),
-        );
+        let r = run(&engine, open_rdonly_direct(dir.path("nope")));
         assert_errno(&r, libc::ENOENT, "direct open of a missing file");
 
         // Close::fixed empties the slot: a read through it then fails with EBADF, and a
         // second close of the empty slot fails with EBADF too.
-        wait(&engine, engine.submit(Close::fixed(ff.clone()))).unwrap();
-        let (r, _) = wait(
-            &engine,
-            engine.submit(Read::at(&ff, Vec::with_capacity(16), 0)),
-        );
-        assert_errno(&r, libc::EBADF, "read through a closed fixed slot");
-        let r = wait(&engine, engine.submit(Close::fixed(ff)));
-        assert_errno(&r, libc::EBADF, "closing an empty fixed slot");
+        close_fixed_and_check_empty(&engine, ff);
     }
 
     fn close_releases_descriptor(b: Builder) {
         let engine = b.build().unwrap();
         let (r, w) = pipe(false);
         // Closing the only write end makes the read end see EOF: the close really happened.
-        wait(&engine, engine.submit(Close::new(w))).unwrap();
-        let (n, _) = wait(
-            &engine,
-            engine.submit(Read::stream(&r, Vec::with_capacity(8))),
-        );
+        run(&engine, Close::new(w)).unwrap();
+        let (n, _) = run(&engine, Read::stream(&r, Vec::with_capacity(8)));
         assert_eq!(n.unwrap(), 0);
 
         // A registered file closed through its slot.
         let (r2, w2) = pipe(false);
         let ff = engine.register_file(w2).unwrap();
-        wait(&engine, engine.submit(Close::fixed(ff.clone()))).unwrap();
+        run(&engine, Close::fixed(ff.clone())).unwrap();
         drop(ff);
-        let (n, _) = wait(
-            &engine,
-            engine.submit(Read::stream(&r2, Vec::with_capacity(8))),
-        );
+        let (n, _) = run(&engine, Read::stream(&r2, Vec::with_capacity(8)));
         assert_eq!(n.unwrap(), 0, "Close::fixed closed the slot's file");
     }
 
     fn close_fixed_empties_registered_slot(b: Builder) {
         let engine = b.fixed_files(4).build().unwrap();
         let dir = TempDir::new("ops-closefixed");
-        drop(file_with(&dir, "f", b"registered"));
+        drop(dir.rw_file("f", b"registered"));
         let ff = engine
             .register_file(File::open(dir.path("f")).unwrap().into())
             .unwrap();
-        let (n, buf) = wait(
-            &engine,
-            engine.submit(Read::at(&ff, Vec::with_capacity(32), 0)),
-        );
+        let (n, buf) = run(&engine, Read::at(&ff, Vec::with_capacity(32), 0));
         assert_eq!(n.unwrap(), 10);
         assert_eq!(buf, b"registered");
-        wait(&engine, engine.submit(Close::fixed(ff.clone()))).unwrap();
-        let (r, _) = wait(
-            &engine,
-            engine.submit(Read::at(&ff, Vec::with_capacity(16), 0)),
-        );
-        assert_errno(&r, libc::EBADF, "read through a closed fixed slot");
-        let r = wait(&engine, engine.submit(Close::fixed(ff)));
-        assert_errno(&r, libc::EBADF, "closing an empty fixed slot");
+        close_fixed_and_check_empty(&engine, ff);
     }
 
     fn statx_by_path_and_fd(b: Builder) {
         let engine = b.build().unwrap();
         let dir = TempDir::new("ops-statx");
-        let file = file_with(&dir, "f", &pattern(12345, 0));
-        let st = wait(
+        let file = dir.rw_file("f", &pattern(12345, 0));
+        let st = run(
             &engine,
-            engine.submit(Statx::path(None, dir.path("f"), 0, libc::STATX_BASIC_STATS)),
+            Statx::path(None, dir.path("f"), 0, libc::STATX_BASIC_STATS),
         )
         .unwrap();
         assert!(st.stx_mask & libc::STATX_SIZE != 0);
         assert_eq!(st.stx_size, 12345);
         assert_eq!(st.stx_mode as u32 & libc::S_IFMT, libc::S_IFREG);
 
-        let st = wait(&engine, engine.submit(Statx::fd(&file, libc::STATX_SIZE))).unwrap();
+        let st = run(&engine, Statx::fd(&file, libc::STATX_SIZE)).unwrap();
         assert_eq!(st.stx_size, 12345);
 
         let dfd = File::open(&dir.0).unwrap();
-        let st = wait(
+        let st = run(
             &engine,
-            engine.submit(Statx::path(Some(Fd::from(&dfd)), "f", 0, libc::STATX_SIZE)),
+            Statx::path(Some(Fd::from(&dfd)), "f", 0, libc::STATX_SIZE),
         )
         .unwrap();
         assert_eq!(st.stx_size, 12345);
 
-        let r = wait(
+        let r = run(
             &engine,
-            engine.submit(Statx::path(None, dir.path("missing"), 0, libc::STATX_SIZE)),
+            Statx::path(None, dir.path("missing"), 0, libc::STATX_SIZE),
         );
         assert_errno(&r, libc::ENOENT, "statx of a missing path");
-        let r = wait(&engine, engine.submit(Statx::fd(-1, libc::STATX_SIZE)));
+        let r = run(&engine, Statx::fd(-1, libc::STATX_SIZE));
         assert_errno(&r, libc::EBADF, "statx of fd -1");
     }
 
@@ -638,15 +506,15 @@ both_backends! {
         let engine = b.build().unwrap();
         let mut nop = engine.submit(Nop::new());
         assert!(util::drive_until(&engine, util::LIMIT, || nop.is_done()));
-        let r = wait(&engine, engine.submit(Cancel::new(&nop)));
+        let r = run(&engine, Cancel::new(&nop));
         assert_errno(&r, libc::ENOENT, "cancel of a completed op");
         nop.try_take().unwrap().unwrap();
 
         let dir = TempDir::new("ops-cancel");
-        let file = file_with(&dir, "f", b"abc");
+        let file = dir.rw_file("f", b"abc");
         let mut rd = engine.submit(Read::at(&file, Vec::with_capacity(8), 0));
         assert!(util::drive_until(&engine, util::LIMIT, || rd.is_done()));
-        let r = wait(&engine, engine.submit(Cancel::new(&rd)));
+        let r = run(&engine, Cancel::new(&rd));
         assert_errno(&r, libc::ENOENT, "cancel of a completed read");
         let (n, buf) = rd.try_take().unwrap();
         assert_eq!(n.unwrap(), 3, "the completed read keeps its result");
@@ -664,17 +532,10 @@ both_backends! {
         assert!(ev & libc::POLLIN as u32 != 0, "POLLIN in {ev:#x}");
 
         // Already readable: completes at once.
-        let ev = wait(
-            &engine,
-            engine.submit(PollAdd::new(&r, libc::POLLIN as u32)),
-        )
-        .unwrap();
+        let ev = run(&engine, PollAdd::new(&r, libc::POLLIN as u32)).unwrap();
         assert!(ev & libc::POLLIN as u32 != 0);
 
-        let r = wait(
-            &engine,
-            engine.submit(PollAdd::new(-1, libc::POLLIN as u32)),
-        );
+        let r = run(&engine, PollAdd::new(-1, libc::POLLIN as u32));
         assert_errno(&r, libc::EBADF, "poll on fd -1");
     }
 
@@ -682,34 +543,23 @@ both_backends! {
         let engine = b.build().unwrap();
         let dir = TempDir::new("ops-splice");
         let data = pattern(1000, 11);
-        let file = file_with(&dir, "f", &data);
+        let file = dir.rw_file("f", &data);
         let (r, w) = pipe(false);
-        let n = wait(
-            &engine,
-            engine.submit(Splice::new(&file, Some(100), &w, None, 500)),
-        )
-        .unwrap();
+        let n = run(&engine, Splice::new(&file, Some(100), &w, None, 500)).unwrap();
         assert_eq!(n, 500);
         let got = util::drain_nonblocking(&r);
         assert_eq!(got.len(), 500, "exactly the spliced bytes are in the pipe");
         assert_eq!(&got[..], &data[100..600]);
 
         // Past the end of the file: a short splice.
-        let n = wait(
-            &engine,
-            engine.submit(Splice::new(&file, Some(900), &w, None, 500)),
-        )
-        .unwrap();
+        let n = run(&engine, Splice::new(&file, Some(900), &w, None, 500)).unwrap();
         assert_eq!(n, 100);
         assert_eq!(util::drain_nonblocking(&r), &data[900..]);
 
-        let r2 = wait(&engine, engine.submit(Splice::new(-1, None, &w, None, 10)));
+        let r2 = run(&engine, Splice::new(-1, None, &w, None, 10));
         assert_errno(&r2, libc::EBADF, "splice from fd -1");
-        let other = file_with(&dir, "g", b"");
-        let r2 = wait(
-            &engine,
-            engine.submit(Splice::new(&file, Some(0), &other, Some(0), 10)),
-        );
+        let other = dir.rw_file("g", b"");
+        let r2 = run(&engine, Splice::new(&file, Some(0), &other, Some(0), 10));
         assert_errno(&r2, libc::EINVAL, "splice with no pipe end");
     }
 }

@@ -3,7 +3,6 @@
 
 mod util;
 
-use std::io::Write as _;
 use std::time::Duration;
 
 use trueio::{op, Backend};
@@ -22,15 +21,12 @@ both_backends! {
             assert!(!report.sqpoll.active, "no SQPOLL thread without a ring");
         }
         let dir = util::TempDir::new("sqpoll");
-        let path = dir.path("data");
         let data = util::pattern(64 * 1024, 7);
-        std::fs::File::create(&path).unwrap().write_all(&data).unwrap();
-        let file = std::fs::File::open(&path).unwrap();
+        let file = dir.rw_file("data", &data);
 
         for round in 0..3 {
             for i in 0..16u64 {
-                let t = engine.submit(op::Read::at(&file, vec![0u8; 4096], i * 4096));
-                let (n, buf) = util::wait(&engine, t);
+                let (n, buf) = util::run(&engine, op::Read::at(&file, vec![0u8; 4096], i * 4096));
                 assert_eq!(n.unwrap(), 4096, "round {round} read {i}");
                 assert_eq!(&buf[..], &data[i as usize * 4096..(i as usize + 1) * 4096]);
             }

@@ -1,11 +1,15 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::io;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read as _, Write as _};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
-use trueio::{BackendChoice, Builder, Engine};
+use trueio::op::{OpenAt2, OpenAt2Direct, OpenHow, Read};
+use trueio::{BackendChoice, Builder, Engine, Feature};
 
 /// Generates, from one body, one test per backend (`uring::name`, `epoll::name`) and one per
 /// rung of the degradation ladder: io_uring with each optional feature switched off in turn
@@ -35,13 +39,15 @@ macro_rules! backend_variant {
     ($module:ident, $choice:ident, [$($feature:ident),*], $($name:ident)*) => {
         mod $module {
             fn configure() -> Option<trueio::Builder> {
-                let b = $crate::util::builder(trueio::BackendChoice::$choice)?;
-                $(let b = b.disable(trueio::Feature::$feature);)*
-                Some(b)
+                $crate::util::variant(
+                    trueio::BackendChoice::$choice,
+                    &[$(trueio::Feature::$feature),*],
+                )
             }
             $(
                 #[test]
                 fn $name() {
+                    // `None`: the backend cannot run here; `util::skip` has said so.
                     let Some(b) = configure() else { return };
                     super::$name(b)
                 }
@@ -50,23 +56,113 @@ macro_rules! backend_variant {
     };
 }
 
-/// A builder for `choice`, or `None` (with the reason printed) when that backend cannot run
-/// here, e.g. io_uring denied by a seccomp filter.
+/// A builder for `choice`, or `None` (with the reason given by [`skip`]) when that backend
+/// cannot run here: io_uring missing (ENOSYS, a kernel too old), denied (EPERM/EACCES: a
+/// seccomp profile, `kernel.io_uring_disabled`) or short of memory (RLIMIT_MEMLOCK), or the run
+/// restricted to the other backend by `TRUEIO_TEST_ONLY`. Any other io_uring setup failure is a
+/// bug and fails the test instead of skipping it.
 pub fn builder(choice: BackendChoice) -> Option<Builder> {
     if let Ok(only) = std::env::var("TRUEIO_TEST_ONLY") {
-        if BackendChoice::parse(&only).ok() != Some(choice) {
-            eprintln!("skipped: TRUEIO_TEST_ONLY={only}");
+        let only_choice = BackendChoice::parse(&only)
+            .unwrap_or_else(|e| panic!("TRUEIO_TEST_ONLY={only:?}: {e}"));
+        // `auto` (or empty) restricts nothing.
+        if only_choice != BackendChoice::Auto && only_choice != choice {
+            skip(&format!("TRUEIO_TEST_ONLY={only}"));
             return None;
         }
     }
     let b = Engine::builder().backend(choice);
     if choice == BackendChoice::Uring {
         if let Err(e) = b.clone().build() {
-            eprintln!("skipped: io_uring unavailable here: {e}");
+            use io::ErrorKind::{OutOfMemory, PermissionDenied, Unsupported};
+            assert!(
+                matches!(e.kind(), Unsupported | PermissionDenied | OutOfMemory),
+                "io_uring setup failed, and not because io_uring is unavailable here \
+                 ({:?}): {e}",
+                e.kind()
+            );
+            skip(&format!("io_uring unavailable here: {e}"));
             return None;
         }
     }
     Some(b)
+}
+
+/// Says why a test passes without running its body: on the test's own (captured) stderr, and
+/// once per reason and process straight to the real stderr, so that a skip shows in a plain
+/// `cargo test` run too.
+pub fn skip(reason: &str) {
+    use std::io::Write as _;
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    eprintln!("skipped: {reason}");
+    let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+    if !said.iter().any(|r| r == reason) {
+        said.push(reason.to_string());
+        // `io::stderr()` itself is not captured by the test harness (only `eprintln!` is).
+        let _ = writeln!(
+            io::stderr(),
+            "note: tests of {} skipped: {reason}",
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_default()
+        );
+    }
+}
+
+/// The builder of one rung of the degradation ladder (see `both_backends!`): `choice` with
+/// `disabled` switched off, or `None` when the backend cannot run here. Checks that the engine
+/// really runs without each disabled feature, so that a variant test named for a rung runs on
+/// that rung.
+pub fn variant(choice: BackendChoice, disabled: &[Feature]) -> Option<Builder> {
+    let mut b = builder(choice)?;
+    for &f in disabled {
+        b = b.disable(f);
+    }
+    if !disabled.is_empty() {
+        assert_runs_without(&b, disabled);
+    }
+    Some(b)
+}
+
+/// Asserts that an engine built from `b` uses none of `disabled`.
+fn assert_runs_without(b: &Builder, disabled: &[Feature]) {
+    let probe = b
+        .clone()
+        .fixed_files(1)
+        .fixed_buffers(1, 4096)
+        .build()
+        .expect("the variant's engine builds");
+    let rep = probe.report();
+    let flag_off = |name: &str| !rep.setup_flags.contains(&name);
+    for &f in disabled {
+        let off = match f {
+            Feature::SingleIssuer => flag_off("SINGLE_ISSUER"),
+            Feature::DeferTaskrun => flag_off("DEFER_TASKRUN"),
+            Feature::CoopTaskrun => flag_off("COOP_TASKRUN"),
+            Feature::SubmitAll => flag_off("SUBMIT_ALL"),
+            Feature::RegisteredRingFd => !rep.registered_ring_fd.active,
+            Feature::RegisteredBuffers => !rep.registered_buffers.active,
+            Feature::FixedFiles => !rep.fixed_files.active,
+            Feature::ExtArg => !rep.timed_wait.active,
+            Feature::NowaitReads => {
+                // Without RWF_NOWAIT attempts a file read goes to the blocking pool even when
+                // the data is in the page cache.
+                let dir = TempDir::new("probe-nowait");
+                let file = dir.rw_file("f", b"cached");
+                let before = probe.stats();
+                let (n, _) = run(&probe, Read::at(&file, Vec::with_capacity(8), 0));
+                assert_eq!(n.expect("probe read"), 6);
+                let st = probe.stats().since(&before);
+                st.inline_completions == 0 && st.pool_jobs == 1
+            }
+            other => panic!("no check for a disabled {other:?}: add one to util::variant"),
+        };
+        assert!(
+            off,
+            "the variant disables {f:?}, yet the engine still uses it:\n{rep}"
+        );
+    }
 }
 
 /// A fresh temporary directory, removed on drop.
@@ -84,6 +180,30 @@ impl TempDir {
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
+    }
+
+    /// A read-write file `name` in this directory holding exactly `data` (created, or
+    /// truncated first).
+    pub fn rw_file(&self, name: &str, data: &[u8]) -> File {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(self.path(name))
+            .unwrap();
+        f.write_all(data).unwrap();
+        f
+    }
+
+    /// The contents of the file `name` in this directory.
+    pub fn contents(&self, name: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        File::open(self.path(name))
+            .unwrap()
+            .read_to_end(&mut v)
+            .unwrap();
+        v
     }
 }
 
@@ -114,32 +234,32 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
 /// Open descriptors of this process.
 pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
+        .expect("read /proc/self/fd")
+        .count()
 }
 
 /// How long any single operation in a test may take before the test fails (instead of
 /// hanging).
-pub const LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const LIMIT: Duration = Duration::from_secs(10);
 
 /// Drives `engine` until `ticket` completes and returns its output; panics when `limit`
 /// passes first, so no test can hang on a lost completion.
 pub fn wait_within<T: trueio::op::Op>(
     engine: &Engine,
     ticket: &mut trueio::Ticket<T>,
-    limit: std::time::Duration,
+    limit: Duration,
 ) -> T::Output {
-    let deadline = std::time::Instant::now() + limit;
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(out) = ticket.try_take() {
             return out;
         }
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         assert!(
             now < deadline,
             "operation {ticket:?} did not complete within {limit:?}"
         );
-        let slice = (deadline - now).min(std::time::Duration::from_millis(100));
+        let slice = (deadline - now).min(Duration::from_millis(100));
         engine.turn(Some(slice)).expect("Engine::turn failed");
     }
 }
@@ -150,30 +270,26 @@ pub fn wait<T: trueio::op::Op>(engine: &Engine, mut ticket: trueio::Ticket<T>) -
 }
 
 /// Drives `engine` until `cond` holds or `limit` passes; returns whether it held.
-pub fn drive_until(
-    engine: &Engine,
-    limit: std::time::Duration,
-    mut cond: impl FnMut() -> bool,
-) -> bool {
-    let deadline = std::time::Instant::now() + limit;
+pub fn drive_until(engine: &Engine, limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
     loop {
         if cond() {
             return true;
         }
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         if now >= deadline {
             return false;
         }
-        let slice = (deadline - now).min(std::time::Duration::from_millis(50));
+        let slice = (deadline - now).min(Duration::from_millis(50));
         engine.turn(Some(slice)).expect("Engine::turn failed");
     }
 }
 
 /// Drives `engine` for `dur` (to give an operation every chance to complete).
-pub fn drive_for(engine: &Engine, dur: std::time::Duration) {
-    let deadline = std::time::Instant::now() + dur;
+pub fn drive_for(engine: &Engine, dur: Duration) {
+    let deadline = Instant::now() + dur;
     loop {
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         if now >= deadline {
             return;
         }
@@ -246,11 +362,122 @@ pub fn drain_nonblocking(fd: &impl std::os::fd::AsRawFd) -> Vec<u8> {
 
 /// Open descriptors of this process that refer to `path` (immune to other tests opening
 /// descriptors concurrently).
-pub fn open_fds_to(path: &std::path::Path) -> usize {
-    let Ok(d) = std::fs::read_dir("/proc/self/fd") else {
-        return 0;
-    };
-    d.filter_map(|e| e.ok())
+pub fn open_fds_to(path: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .filter_map(|e| e.ok())
         .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t == path))
         .count()
+}
+
+/// Submits `op` and waits (bounded, see [`wait`]) for its output.
+pub fn run<T: trueio::op::Op>(engine: &Engine, op: T) -> T::Output {
+    wait(engine, engine.submit(op))
+}
+
+/// `OpenAt2` of `path` (absolute, or relative to the working directory) read-only.
+pub fn open_rdonly(path: impl AsRef<Path>) -> OpenAt2 {
+    OpenAt2::new(None, path, OpenHow::new(libc::O_RDONLY))
+}
+
+/// `OpenAt2Direct` of `path` read-only into a free fixed-file slot.
+pub fn open_rdonly_direct(path: impl AsRef<Path>) -> OpenAt2Direct {
+    OpenAt2Direct::new(None, path, OpenHow::new(libc::O_RDONLY))
+}
+
+/// Asserts that `engine` has nothing in flight and completed every operation it was given.
+#[track_caller]
+pub fn assert_settled(engine: &Engine) {
+    assert_eq!(engine.in_flight(), 0, "operations still in flight");
+    let st = engine.stats();
+    assert_eq!(st.completed, st.submitted, "completed != submitted: {st:?}");
+}
+
+/// Drives `engine` until nothing is in flight; panics with `what` when that takes more than
+/// five seconds.
+#[track_caller]
+pub fn drive_until_idle(engine: &Engine, what: &str) {
+    let done = drive_until(engine, Duration::from_secs(5), || engine.in_flight() == 0);
+    assert!(done, "{what}");
+}
+
+/// Aborts the whole test process, with a message, when it is still armed after a limit: for
+/// calls that cannot be given a timeout of their own (`Ticket::wait`, dropping an engine with
+/// operations in flight), so that a hang becomes a failure. Disarmed on drop.
+pub struct Watchdog {
+    disarm: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    pub fn arm(what: &str, limit: Duration) -> Watchdog {
+        let (disarm, armed) = std::sync::mpsc::channel::<()>();
+        let what = what.to_string();
+        let thread = std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = armed.recv_timeout(limit) {
+                // Straight to stderr: captured output would die with the process.
+                let _ = writeln!(
+                    io::stderr(),
+                    "{what}: still blocked after {limit:?}; aborting"
+                );
+                std::process::abort();
+            }
+        });
+        Watchdog {
+            disarm: Some(disarm),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        drop(self.disarm.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What a child process left behind.
+pub struct ChildRun {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` (stdin from /dev/null, output collected) and waits for it at most `limit`;
+/// kills it and panics when it takes longer.
+pub fn run_child_within(cmd: &mut Command, limit: Duration, what: &str) -> ChildRun {
+    // Files rather than pipes: a chatty child never blocks on a full pipe we do not read.
+    let dir = TempDir::new("child-output");
+    let (out_path, err_path) = (dir.path("stdout"), dir.path("stderr"));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path).unwrap())
+        .stderr(File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: spawn: {e}"));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let Some(status) = status else {
+        panic!("{what} did not finish within {limit:?}:\n{stdout}\n{stderr}");
+    };
+    ChildRun {
+        status,
+        stdout,
+        stderr,
+    }
 }
