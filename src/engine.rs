@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use crate::backend::{Driver, Link};
+use crate::backend::{Driver, Link, RawCompletion};
 use crate::buf::{BufPool, FixedBuf};
 use crate::capability::{Backend, Feature, Features, Report};
 use crate::fd::{FileTable, FixedFile};
@@ -235,7 +235,7 @@ pub(crate) struct Inner {
     /// Wakers collected while dispatching, woken after every borrow is released.
     wakers: RefCell<Vec<Waker>>,
     /// Completions taken from the backend, dispatched after the driver borrow ends.
-    reaped: RefCell<Vec<(u64, i32, u32)>>,
+    reaped: RefCell<Vec<RawCompletion>>,
     /// Operations whose handle was dropped and that have completed; finished (their output
     /// built and dropped, closing any descriptor it holds) outside every borrow.
     finished: RefCell<Vec<Finished>>,

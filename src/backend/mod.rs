@@ -29,6 +29,9 @@ use crate::stats::StatsCells;
 pub(crate) mod epoll;
 pub(crate) mod uring;
 
+/// A completion as a backend hands it to the engine: (user_data, result, CQE flags).
+pub(crate) type RawCompletion = (u64, i32, u32);
+
 /// How an operation is linked to the next one in a chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Link {
@@ -139,7 +142,7 @@ impl Driver {
     pub(crate) fn wait(
         &mut self,
         timeout: Option<Duration>,
-        out: &mut Vec<(u64, i32, u32)>,
+        out: &mut Vec<RawCompletion>,
         stats: &StatsCells,
     ) -> io::Result<()> {
         match self {
@@ -149,7 +152,7 @@ impl Driver {
     }
 
     /// Moves completions already known to the backend into `out`, without a system call.
-    pub(crate) fn drain(&mut self, out: &mut Vec<(u64, i32, u32)>) {
+    pub(crate) fn drain(&mut self, out: &mut Vec<RawCompletion>) {
         match self {
             Driver::Uring(d) => d.drain(out),
             Driver::Epoll(d) => d.drain(out),

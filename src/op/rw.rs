@@ -23,9 +23,9 @@ use crate::fd::Fd;
 /// ```
 #[derive(Debug)]
 pub struct Read<B> {
-    fd: Fd,
-    buf: B,
-    offset: i64,
+    pub(super) fd: Fd,
+    pub(super) buf: B,
+    pub(super) offset: i64,
 }
 
 impl<B: IoBufMut> Read<B> {
@@ -94,9 +94,9 @@ impl<B: IoBufMut> Op for Read<B> {
 /// part-way), and the buffer.
 #[derive(Debug)]
 pub struct Write<B> {
-    fd: Fd,
-    buf: B,
-    offset: i64,
+    pub(super) fd: Fd,
+    pub(super) buf: B,
+    pub(super) offset: i64,
 }
 
 impl<B: IoBuf> Write<B> {

@@ -25,7 +25,7 @@ use trueio_fallback::{
     TimerHeap, TimerId, Waker,
 };
 
-use super::{Item, Link};
+use super::{Item, Link, RawCompletion};
 use crate::buf::BufPool;
 use crate::capability::{Backend, Feature, Report, Status};
 use crate::engine::Builder;
@@ -49,7 +49,7 @@ pub(crate) struct Driver {
     overflow: VecDeque<u64>,
     /// Timers that also end after a number of completions.
     counting: Vec<u64>,
-    done: Vec<(u64, i32, u32)>,
+    done: Vec<RawCompletion>,
     pool_done: Vec<Done<Syscall>>,
     nowait: bool,
 }
@@ -774,7 +774,7 @@ impl Driver {
     pub(crate) fn wait(
         &mut self,
         timeout: Option<Duration>,
-        out: &mut Vec<(u64, i32, u32)>,
+        out: &mut Vec<RawCompletion>,
         stats: &StatsCells,
     ) -> io::Result<()> {
         self.run_ready(stats);
@@ -838,7 +838,7 @@ impl Driver {
         !self.done.is_empty()
     }
 
-    pub(crate) fn drain(&mut self, out: &mut Vec<(u64, i32, u32)>) {
+    pub(crate) fn drain(&mut self, out: &mut Vec<RawCompletion>) {
         out.append(&mut self.done);
     }
 }

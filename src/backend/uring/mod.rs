@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, IoUring};
 
-use super::{Item, Link};
+use super::{Item, Link, RawCompletion};
 use crate::buf::BufPool;
 use crate::engine::INTERNAL;
 use crate::stats::StatsCells;
@@ -33,7 +33,7 @@ pub(crate) struct Driver {
     /// Test hook: the next enter uses this descriptor instead of the ring.
     fail_next: Option<RawFd>,
     /// Completions reaped but not yet handed to the engine.
-    cqes: Vec<(u64, i32, u32)>,
+    cqes: Vec<RawCompletion>,
     /// The timespec of internal wait timeouts on kernels without EXT_ARG. The kernel copies it
     /// when the TIMEOUT request is prepared, at submission.
     wait_ts: Box<io_uring::types::Timespec>,
@@ -242,7 +242,7 @@ impl Driver {
     pub(crate) fn wait(
         &mut self,
         timeout: Option<Duration>,
-        out: &mut Vec<(u64, i32, u32)>,
+        out: &mut Vec<RawCompletion>,
         stats: &StatsCells,
     ) -> io::Result<()> {
         let deadline = timeout.map(|t| Instant::now() + t);
@@ -313,7 +313,7 @@ impl Driver {
         let _ = self.push_entry(&e, stats);
     }
 
-    pub(crate) fn drain(&mut self, out: &mut Vec<(u64, i32, u32)>) {
+    pub(crate) fn drain(&mut self, out: &mut Vec<RawCompletion>) {
         out.append(&mut self.cqes);
     }
 
