@@ -147,30 +147,9 @@ impl Syscall {
                 ret(r as isize)
             }
             Syscall::OpenAt2 { dirfd, path, how } => {
-                // SAFETY: `path` is a NUL-terminated CString and `how` an open_how, both owned
-                // by the operation.
-                let r = unsafe {
-                    libc::syscall(
-                        libc::SYS_openat2,
-                        dirfd,
-                        path,
-                        how,
-                        std::mem::size_of::<libc::open_how>(),
-                    )
-                };
-                let r = ret(r as isize);
-                // SAFETY: `how` is valid (see above).
-                let h = unsafe { &*how };
-                if r == -libc::ENOSYS && h.resolve == 0 {
-                    // Before 5.6: plain openat gives the same result when no RESOLVE_* flag is
-                    // asked (openat2 only adds stricter checks of flags and mode).
-                    // SAFETY: as above.
-                    let r = unsafe {
-                        libc::openat(dirfd, path, h.flags as i32, h.mode as libc::c_uint)
-                    };
-                    return ret(r as isize);
-                }
-                r
+                // SAFETY: `how` is an open_how owned by the operation.
+                let asked = unsafe { *how };
+                open_like_io_uring(dirfd, path, asked)
             }
             Syscall::Close { fd } => {
                 // SAFETY: the operation owns the descriptor and gave it up to this call.
@@ -203,6 +182,57 @@ impl Syscall {
                 ret(r)
             }
         }
+    }
+}
+
+/// `openat2` with io_uring's semantics, so that both backends open alike.
+///
+/// io_uring first tries an open inline with `O_NONBLOCK` added (unless `O_CREAT`, `O_TRUNC` or
+/// `O_TMPFILE` is asked), clears `O_NONBLOCK` again on success if it was not asked, and only
+/// retries blocking on `EAGAIN`. Observable difference to a plain blocking open: a FIFO opens
+/// for reading at once and fails with ENXIO for writing when it has no reader.
+fn open_like_io_uring(dirfd: RawFd, path: *const libc::c_char, asked: libc::open_how) -> i32 {
+    let openat2 = |how: &libc::open_how| {
+        // SAFETY: `path` is a NUL-terminated CString owned by the operation; `how` lives for
+        // the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dirfd,
+                path,
+                how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        let r = ret(r as isize);
+        if r == -libc::ENOSYS && how.resolve == 0 {
+            // Before 5.6: plain openat gives the same result when no RESOLVE_* flag is asked
+            // (openat2 only adds stricter checks of flags and mode).
+            // SAFETY: as above.
+            let r =
+                unsafe { libc::openat(dirfd, path, how.flags as i32, how.mode as libc::c_uint) };
+            return ret(r as isize);
+        }
+        r
+    };
+    let flags = asked.flags as i32;
+    let blocking_only =
+        flags & (libc::O_CREAT | libc::O_TRUNC) != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE;
+    if blocking_only || flags & libc::O_NONBLOCK != 0 {
+        return openat2(&asked);
+    }
+    let mut nonblock = asked;
+    nonblock.flags |= libc::O_NONBLOCK as u64;
+    match openat2(&nonblock) {
+        r if r == -libc::EAGAIN => openat2(&asked),
+        r if r >= 0 => {
+            // F_SETFL sets only the status flags (O_APPEND, O_DIRECT, O_NOATIME, O_NONBLOCK...):
+            // the ones asked, without O_NONBLOCK.
+            // SAFETY: `r` is the descriptor just opened, owned by this call until returned.
+            unsafe { libc::fcntl(r, libc::F_SETFL, flags) };
+            r
+        }
+        r => r,
     }
 }
 
