@@ -16,9 +16,11 @@
 
 mod aligned;
 mod fixed;
+mod slice;
 
 pub use aligned::AlignedBuf;
 pub use fixed::{BufPool, FixedBuf};
+pub use slice::Slice;
 
 /// A buffer the kernel may read from while an operation is in flight.
 ///
@@ -42,6 +44,18 @@ pub unsafe trait IoBuf: 'static {
     #[doc(hidden)]
     fn fixed_index(&self) -> Option<u16> {
         None
+    }
+
+    /// The bytes of `range` as an owned buffer of their own (see [`Slice`]).
+    ///
+    /// # Panics
+    ///
+    /// When the range is not within `0..bytes_total()`.
+    fn slice(self, range: impl std::ops::RangeBounds<usize>) -> Slice<Self>
+    where
+        Self: Sized,
+    {
+        Slice::new(self, range)
     }
 }
 

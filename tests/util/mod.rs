@@ -17,7 +17,7 @@ use trueio::{BackendChoice, Builder, Engine, Feature};
 /// `Builder` configured for its variant.
 #[macro_export]
 macro_rules! both_backends {
-    ($(fn $name:ident($b:ident: Builder) $body:block)*) => {
+    ($($(#[$meta:meta])* fn $name:ident($b:ident: Builder) $body:block)*) => {
         $crate::backend_variant!(uring, Uring, [], $($name)*);
         $crate::backend_variant!(epoll, Epoll, [], $($name)*);
         $crate::backend_variant!(uring_no_defer_taskrun, Uring, [DeferTaskrun], $($name)*);
@@ -29,7 +29,7 @@ macro_rules! both_backends {
         $crate::backend_variant!(uring_no_fixed_files, Uring, [FixedFiles], $($name)*);
         $crate::backend_variant!(uring_no_ext_arg, Uring, [ExtArg], $($name)*);
         $crate::backend_variant!(epoll_no_nowait, Epoll, [NowaitReads], $($name)*);
-        $(fn $name($b: trueio::Builder) $body)*
+        $($(#[$meta])* fn $name($b: trueio::Builder) $body)*
     };
 }
 

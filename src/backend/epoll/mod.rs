@@ -11,9 +11,11 @@
 //! - timers on a timer heap; chains run step by step; cancel of a queued or waiting operation
 //!   gives ECANCELED, of a running pool job its result (`EALREADY` to the canceller).
 //!
-//! Descriptors are registered with epoll on the first wait and removed when a `Close`
-//! operation closes them; a descriptor closed outside the engine while an operation waits on
-//! it is the caller's error (the wait may never end, as with epoll itself).
+//! Descriptors are registered with epoll on their first wait, renewed when a wait finds
+//! nobody else waiting (so a number closed and reused outside the engine is registered anew),
+//! and removed when a `Close` operation closes them. Closing a descriptor outside the engine
+//! while an operation waits on it is the caller's error (the wait may never end, as with
+//! epoll itself).
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -499,25 +501,41 @@ impl Driver {
         }
     }
 
+    /// Registers `ud` as waiting for `fd` to become readable (or writable).
+    ///
+    /// Descriptors stay registered (edge-triggered, both directions) between waits. A number
+    /// may have been closed and reused since its last wait, by the caller or by dropping an
+    /// owned descriptor, and epoll forgets a closed file by itself: so when nobody else is
+    /// waiting on it, the registration is renewed with EPOLL_CTL_MOD (ENOENT: the old file is
+    /// gone, add the new one). One `epoll_ctl` per wait buys that no reused number ever waits
+    /// on a dead registration.
     fn wait_fd(&mut self, ud: u64, fd: RawFd, write: bool, stats: &StatsCells) -> Result<(), i32> {
-        let w = match self.fds.get_mut(&fd) {
-            Some(w) => w,
-            None => {
-                StatsCells::bump(&stats.syscalls);
-                let interest = PInterest::READABLE | PInterest::WRITABLE;
-                match self.poller.add(fd, fd as u64, interest, Mode::Edge) {
-                    Ok(()) => {}
-                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                        self.poller
-                            .modify(fd, fd as u64, interest, Mode::Edge)
-                            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
-                    }
-                    // EPERM: a descriptor epoll cannot watch; the caller decides.
-                    Err(e) => return Err(e.raw_os_error().unwrap_or(libc::EIO)),
+        let interest = PInterest::READABLE | PInterest::WRITABLE;
+        let idle = self
+            .fds
+            .get(&fd)
+            .is_none_or(|w| w.readers.is_empty() && w.writers.is_empty());
+        if idle {
+            StatsCells::bump(&stats.syscalls);
+            let known = self.fds.contains_key(&fd);
+            let first = if known {
+                self.poller.modify(fd, fd as u64, interest, Mode::Edge)
+            } else {
+                self.poller.add(fd, fd as u64, interest, Mode::Edge)
+            };
+            let r = match first {
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    self.poller.add(fd, fd as u64, interest, Mode::Edge)
                 }
-                self.fds.entry(fd).or_default()
-            }
-        };
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    self.poller.modify(fd, fd as u64, interest, Mode::Edge)
+                }
+                r => r,
+            };
+            // EPERM: a descriptor epoll cannot watch; the caller decides.
+            r.map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        }
+        let w = self.fds.entry(fd).or_default();
         if write {
             w.writers.push(ud);
         } else {
