@@ -514,7 +514,7 @@ impl Driver {
         let idle = self
             .fds
             .get(&fd)
-            .is_none_or(|w| w.readers.is_empty() && w.writers.is_empty());
+            .map_or(true, |w| w.readers.is_empty() && w.writers.is_empty());
         if idle {
             StatsCells::bump(&stats.syscalls);
             let known = self.fds.contains_key(&fd);
