@@ -650,6 +650,22 @@ impl<T: Op> Ticket<T> {
         self.op.take().map(|op| op.complete(res, flags))
     }
 
+    /// `Ready` once the final completion has arrived (the output stays in the ticket);
+    /// otherwise registers the task's waker. For combinators that must not take the output
+    /// yet, such as [`time::deadline`](crate::time::deadline).
+    pub fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut ops = self.inner.ops.borrow_mut();
+        let Some(e) = ops.get_mut(self.key).filter(|_| self.op.is_some()) else {
+            return Poll::Pending;
+        };
+        match &mut e.state {
+            State::Done { .. } => return Poll::Ready(()),
+            State::Waiting(w) if w.will_wake(cx.waker()) => {}
+            s => *s = State::Waiting(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
     /// Drives the engine until this operation completes and returns its output. Fails only
     /// when the engine itself fails (for example a ring inherited across `fork`); the
     /// operation then stays owned by the engine.
@@ -678,17 +694,14 @@ impl<T: Op> Future for Ticket<T> {
     type Output = T::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T::Output> {
-        if let Some(out) = self.try_take() {
-            return Poll::Ready(out);
+        match self.poll_done(cx) {
+            Poll::Ready(()) => match self.try_take() {
+                Some(out) => Poll::Ready(out),
+                // Polled again after its output was taken: never ready again.
+                None => Poll::Pending,
+            },
+            Poll::Pending => Poll::Pending,
         }
-        let mut ops = self.inner.ops.borrow_mut();
-        if let Some(e) = ops.get_mut(self.key) {
-            match &mut e.state {
-                State::Waiting(w) if w.will_wake(cx.waker()) => {}
-                s => *s = State::Waiting(cx.waker().clone()),
-            }
-        }
-        Poll::Pending
     }
 }
 

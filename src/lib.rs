@@ -37,8 +37,11 @@ pub mod buf;
 mod capability;
 mod engine;
 mod fd;
+pub mod fs;
 pub mod op;
+pub mod rt;
 mod stats;
+pub mod time;
 
 pub use capability::{Backend, Feature, Features, Report, Status};
 pub use engine::{BackendChoice, Builder, Chain, Engine, Ticket};

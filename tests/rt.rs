@@ -1,0 +1,196 @@
+//! The async layer: executor, timers and files, on both backends.
+
+mod util;
+
+use std::future::Future;
+use std::io::Write as _;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use trueio::fs::File;
+use trueio::rt::{self, Runtime};
+use trueio::time::{self, Deadline};
+use trueio::{op, Builder};
+
+fn runtime(b: Builder) -> Runtime {
+    Runtime::with_builder(b).expect("runtime")
+}
+
+/// Completes once another thread sets it: proves remote wake-ups reach a sleeping runtime.
+#[derive(Default)]
+struct Signal {
+    state: Mutex<(bool, Option<Waker>)>,
+}
+
+impl Signal {
+    fn set(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.0 = true;
+        if let Some(w) = s.1.take() {
+            w.wake();
+        }
+    }
+}
+
+struct Wait(Arc<Signal>);
+
+impl Future for Wait {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut s = self.0.state.lock().unwrap();
+        if s.0 {
+            Poll::Ready(())
+        } else {
+            s.1 = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+}
+
+both_backends! {
+    fn spawned_tasks_run_and_join(b: Builder) {
+        let rt = runtime(b);
+        let total = rt.block_on(async {
+            let handles: Vec<_> = (0..100u64).map(|i| rt::spawn(async move { i * 2 })).collect();
+            let mut total = 0;
+            for h in handles {
+                total += h.await.expect("no panic");
+            }
+            total
+        });
+        assert_eq!(total, 9900);
+    }
+
+    fn a_panicking_task_gives_err_and_the_runtime_goes_on(b: Builder) {
+        let rt = runtime(b);
+        let (bad, good) = rt.block_on(async {
+            let bad = rt::spawn(async { panic!("task failure on purpose") });
+            let good = rt::spawn(async { 7 });
+            (bad.await, good.await)
+        });
+        let payload = bad.expect_err("the panic is reported");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"task failure on purpose"));
+        assert_eq!(good.unwrap(), 7);
+    }
+
+    fn a_wake_from_another_thread_ends_the_engine_wait(b: Builder) {
+        let _watchdog = util::Watchdog::arm("remote wake-up", Duration::from_secs(20));
+        let rt = runtime(b);
+        let signal = Arc::new(Signal::default());
+        let s2 = signal.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            s2.set();
+        });
+        let start = Instant::now();
+        rt.block_on(Wait(signal));
+        assert!(start.elapsed() >= Duration::from_millis(50));
+        t.join().unwrap();
+    }
+
+    fn sleep_waits_at_least_its_duration(b: Builder) {
+        let rt = runtime(b);
+        rt.block_on(async {
+            let start = Instant::now();
+            time::sleep(Duration::from_millis(30)).await;
+            let took = start.elapsed();
+            assert!(took >= Duration::from_millis(30), "{took:?}");
+            assert!(took < Duration::from_secs(5), "{took:?}");
+        });
+    }
+
+    fn timeout_around_a_read_that_never_completes(b: Builder) {
+        let rt = runtime(b);
+        let (rx, _tx) = util::pipe(true);
+        rt.block_on(async {
+            let engine = rt::engine();
+            // Let the runtime settle (it keeps a read of its own pending once it has waited).
+            time::sleep(Duration::from_millis(1)).await;
+            let before = engine.in_flight();
+            let read = engine.submit(op::Read::stream(rx.as_raw_fd(), vec![0u8; 16]));
+            let r = time::timeout(Duration::from_millis(30), read).await;
+            let err: std::io::Error = r.expect_err("the read never completes").into();
+            assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+            // The abandoned read is cancelled and released by the engine as the runtime turns.
+            let deadline = Instant::now() + util::LIMIT;
+            while engine.in_flight() > before {
+                assert!(Instant::now() < deadline, "the abandoned read was never released");
+                time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+    }
+
+    fn deadline_gives_the_buffer_back_with_the_timeout(b: Builder) {
+        let rt = runtime(b);
+        let (rx, _tx) = util::pipe(true);
+        rt.block_on(async {
+            let engine = rt::engine();
+            let mut buf = Vec::with_capacity(16);
+            buf.extend_from_slice(b"keep");
+            let read = engine.submit(op::Read::stream(rx.as_raw_fd(), buf));
+            match time::deadline(Duration::from_millis(30), read).await {
+                Deadline::Elapsed((r, buf)) => {
+                    util::assert_errno(&r, libc::ECANCELED, "cancelled at the deadline");
+                    assert_eq!(&buf[..], b"keep", "the buffer comes back untouched");
+                }
+                Deadline::Done(out) => panic!("finished without data: {:?}", out.0),
+            }
+        });
+    }
+
+    fn deadline_returns_data_that_arrived_in_time(b: Builder) {
+        let rt = runtime(b);
+        let (rx, tx) = util::pipe(true);
+        std::fs::File::from(tx).write_all(b"data").unwrap();
+        rt.block_on(async {
+            let engine = rt::engine();
+            let read = engine.submit(op::Read::stream(rx.as_raw_fd(), vec![0u8; 16]));
+            match time::deadline(Duration::from_secs(5), read).await {
+                Deadline::Done((r, buf)) => {
+                    assert_eq!(r.unwrap(), 4);
+                    assert_eq!(&buf[..4], b"data");
+                }
+                Deadline::Elapsed(_) => panic!("the data was there"),
+            }
+        });
+    }
+
+    fn file_write_all_then_read_exact_round_trip(b: Builder) {
+        let rt = runtime(b);
+        let dir = util::TempDir::new("rt-file");
+        let path = dir.path("data");
+        let data = util::pattern(3 * 1024 * 1024 + 17, 3);
+        rt.block_on(async {
+            let f = File::create(&path).await.unwrap();
+            let (r, back) = f.write_all_at(data.clone(), 5).await;
+            r.unwrap();
+            assert_eq!(back.len(), data.len(), "the buffer comes back");
+            f.sync_data().await.unwrap();
+            let meta = f.metadata().await.unwrap();
+            assert_eq!(meta.len(), data.len() as u64 + 5);
+            assert!(meta.is_file());
+            f.close().await.unwrap();
+
+            let f = File::open(&path).await.unwrap();
+            let (r, buf) = f.read_exact_at(Vec::with_capacity(data.len()), 5).await;
+            r.unwrap();
+            assert!(buf == data, "byte-exact");
+            let (r, buf) = f.read_exact_at(vec![0u8; 100], data.len() as u64).await;
+            let e = r.expect_err("past the end");
+            assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+            assert_eq!(buf.len(), 100);
+        });
+    }
+
+    fn opening_a_missing_file_names_it(b: Builder) {
+        let rt = runtime(b);
+        let e = rt
+            .block_on(File::open("/nonexistent/trueio-missing"))
+            .expect_err("missing");
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        assert!(e.to_string().contains("/nonexistent/trueio-missing"), "{e}");
+    }
+}
