@@ -8,7 +8,9 @@
 //! - [`Engine`]: the Completion API. [`Engine::submit`] moves an operation in and returns a
 //!   [`Ticket`]; the ticket gives the operation's output back (`wait`, or `.await`).
 //! - [`op`]: the operations (read, write, vectored, fixed-buffer, fsync, fallocate, openat2,
-//!   close, statx, timeout, link timeout, cancel, poll, splice).
+//!   close, statx, timeout, link timeout, cancel, poll, splice, accept, connect, send, recv,
+//!   shutdown).
+//! - [`rt`], [`time`], [`fs`]: async/await on top, one executor and engine per thread.
 //! - [`buf`]: owned buffers, the registered [`BufPool`](buf::BufPool), aligned buffers.
 //! - [`Engine::report`] explains which backend runs and which path each operation takes.
 //!

@@ -75,6 +75,35 @@ pub enum Syscall {
         len: usize,
         flags: u32,
     },
+    /// `accept4(SOCK_CLOEXEC | SOCK_NONBLOCK)`; `addr` and `len` point into the operation's
+    /// boxed peer address. `listening`: the socket was listening when planned, so the call is
+    /// made non-blocking even on a listener in blocking mode; otherwise it fails at once and
+    /// runs as is.
+    Accept {
+        fd: RawFd,
+        addr: *mut libc::sockaddr_storage,
+        len: *mut libc::socklen_t,
+        listening: bool,
+    },
+    /// `connect`, non-blocking whatever the socket's mode. "In progress" (EINPROGRESS,
+    /// EALREADY) is -EAGAIN, recorded in `*in_progress` (operation-owned), and then EISCONN
+    /// on a retry is success. A failed attempt reports its error on the retry.
+    Connect {
+        fd: RawFd,
+        addr: *const libc::sockaddr_storage,
+        len: libc::socklen_t,
+        in_progress: *mut bool,
+    },
+    /// `send(MSG_DONTWAIT | MSG_NOSIGNAL)`.
+    Send {
+        fd: RawFd,
+        buf: *const u8,
+        len: usize,
+    },
+    /// `recv(MSG_DONTWAIT)`.
+    Recv { fd: RawFd, buf: *mut u8, len: usize },
+    /// `shutdown` (`how` is `SHUT_RD`, `SHUT_WR` or `SHUT_RDWR`).
+    Shutdown { fd: RawFd, how: i32 },
 }
 
 // SAFETY: a Syscall carries pointers into memory owned by an operation that the engine keeps
@@ -181,7 +210,90 @@ impl Syscall {
                 let r = unsafe { libc::splice(fd_in, off_in, fd_out, off_out, len, flags | extra) };
                 ret(r)
             }
+            Syscall::Accept {
+                fd,
+                addr,
+                len,
+                listening,
+            } => {
+                let accept = || {
+                    // SAFETY: `len` points into the operation's boxed peer address.
+                    unsafe { *len = std::mem::size_of::<libc::sockaddr_storage>() as _ };
+                    // SAFETY: `addr` points to that box's sockaddr_storage, `*len` bytes long.
+                    let r = unsafe {
+                        libc::accept4(
+                            fd,
+                            addr.cast(),
+                            len,
+                            libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                        )
+                    };
+                    ret(r as isize)
+                };
+                if listening {
+                    nonblocking(fd, accept)
+                } else {
+                    accept()
+                }
+            }
+            Syscall::Connect {
+                fd,
+                addr,
+                len,
+                in_progress,
+            } => {
+                let r = nonblocking(fd, || {
+                    // SAFETY: `addr` points to the operation's boxed sockaddr_storage, of which
+                    // the first `len` bytes hold the address.
+                    ret(unsafe { libc::connect(fd, addr.cast(), len) } as isize)
+                });
+                // SAFETY: `in_progress` points into the operation's boxed connect state, which
+                // only this call reads and writes while the operation is in flight.
+                let in_progress = unsafe { &mut *in_progress };
+                match r {
+                    r if r == -libc::EINPROGRESS || r == -libc::EALREADY => {
+                        *in_progress = true;
+                        -libc::EAGAIN
+                    }
+                    // The attempt this operation started has succeeded (as io_uring reports).
+                    r if r == -libc::EISCONN && *in_progress => 0,
+                    r => r,
+                }
+            }
+            Syscall::Send { fd, buf, len } => {
+                // SAFETY: `buf` points to `len` initialised bytes of the operation's buffer.
+                let r = unsafe {
+                    libc::send(fd, buf.cast(), len, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+                };
+                ret(r)
+            }
+            Syscall::Recv { fd, buf, len } => {
+                // SAFETY: `buf` points to `len` writable bytes of the operation's buffer.
+                let r = unsafe { libc::recv(fd, buf.cast(), len, libc::MSG_DONTWAIT) };
+                ret(r)
+            }
+            Syscall::Shutdown { fd, how } => {
+                // SAFETY: plain descriptor call.
+                let r = unsafe { libc::shutdown(fd, how) };
+                ret(r as isize)
+            }
         }
+    }
+}
+
+impl Syscall {
+    /// Socket calls (accept4, connect, send, recv, shutdown) never block: they run with
+    /// MSG_DONTWAIT or on a non-blocking socket whatever `RWF_NOWAIT` support the kernel has,
+    /// so EOPNOTSUPP from them is their real result, and no poll(2) gate is needed.
+    pub(crate) fn never_blocks(&self) -> bool {
+        matches!(
+            self,
+            Syscall::Accept { .. }
+                | Syscall::Connect { .. }
+                | Syscall::Send { .. }
+                | Syscall::Recv { .. }
+                | Syscall::Shutdown { .. }
+        )
     }
 }
 
@@ -245,6 +357,31 @@ pub(crate) fn file_type(fd: RawFd) -> Option<libc::mode_t> {
         return None;
     }
     Some(st.st_mode & libc::S_IFMT)
+}
+
+/// Runs `call` (a socket call without a per-call non-blocking flag: accept4, connect) so that
+/// it cannot block: as is when `fd` is in non-blocking mode or is not a socket (the call then
+/// fails at once, ENOTSOCK); on a socket in blocking mode with `O_NONBLOCK` set for the call
+/// and the previous file status flags restored after it (io_uring passes `O_NONBLOCK` to the
+/// one call; from user space it can only be set on the socket, so a concurrent `F_SETFL` on
+/// the same socket during the call is undone).
+fn nonblocking(fd: RawFd, call: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: F_GETFL only reads the descriptor's status flags.
+    let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if fl < 0 {
+        return ret(-1);
+    }
+    if fl & libc::O_NONBLOCK != 0 || file_type(fd) != Some(libc::S_IFSOCK) {
+        return call();
+    }
+    // SAFETY: F_SETFL sets only status flags, on a socket the operation acts on.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) } < 0 {
+        return ret(-1);
+    }
+    let r = call();
+    // SAFETY: as above; restores the flags read before.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, fl) };
+    r
 }
 
 /// io_uring ignores the offset on pipes and sockets; `pread` fails there with ESPIPE. Retry as

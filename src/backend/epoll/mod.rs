@@ -223,6 +223,12 @@ impl Driver {
             ("cancel", "queued or waiting: ECANCELED; running on the pool: its result".into()),
             ("poll", "epoll readiness".into()),
             ("splice", "SPLICE_F_NONBLOCK now, on EAGAIN wait for the pipe end".into()),
+            (
+                "accept/connect",
+                "accept4/connect now, on EAGAIN (EINPROGRESS) wait for readiness".into(),
+            ),
+            ("send/recv", "MSG_DONTWAIT now, on EAGAIN wait for readiness".into()),
+            ("shutdown", "inline".into()),
         ];
         Ok((
             Driver {
@@ -271,7 +277,7 @@ impl Driver {
         // waiting in a socket) never enters the table. Counting timeouts need every
         // completion to pass through `complete`, so they take the general path.
         if let Plan::Io { sys, .. } = plan {
-            if self.nowait && self.counting.is_empty() {
+            if (self.nowait || sys.never_blocks()) && self.counting.is_empty() {
                 match Self::attempt_nowait(sys, stats) {
                     Ok(r) => self.done.push((ud, r, 0)),
                     Err(r) => {
@@ -373,7 +379,7 @@ impl Driver {
         let Plan::Io { sys, fd, interest } = p.plan else {
             return;
         };
-        let plain = p.plain || !self.nowait;
+        let plain = (p.plain || !self.nowait) && !sys.never_blocks();
         let known_file = p.file;
         if known_file == Some(true) {
             return self.send_to_pool(ud, sys, stats);
@@ -421,7 +427,7 @@ impl Driver {
     fn attempt_nowait(sys: Syscall, stats: &StatsCells) -> Result<i32, i32> {
         StatsCells::bump(&stats.syscalls);
         let r = sys.run(true);
-        if r == -libc::EAGAIN || r == -libc::EOPNOTSUPP {
+        if r == -libc::EAGAIN || (r == -libc::EOPNOTSUPP && !sys.never_blocks()) {
             return Err(r);
         }
         StatsCells::bump(&stats.inline_completions);

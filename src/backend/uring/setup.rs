@@ -429,6 +429,19 @@ impl Driver {
                     "unsupported by this kernel (5.7+): completes with EINVAL".into()
                 },
             ),
+            (
+                "accept/connect",
+                "IORING_OP_ACCEPT (SOCK_CLOEXEC | SOCK_NONBLOCK) / CONNECT".into(),
+            ),
+            ("send/recv", "IORING_OP_SEND (MSG_NOSIGNAL) / RECV".into()),
+            (
+                "shutdown",
+                if probe.is_supported(opcode::Shutdown::CODE) {
+                    "IORING_OP_SHUTDOWN".into()
+                } else {
+                    "unsupported by this kernel (5.11+): completes with EINVAL".into()
+                },
+            ),
         ];
 
         let driver = Driver {
