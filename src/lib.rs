@@ -40,6 +40,7 @@ mod capability;
 mod engine;
 mod fd;
 pub mod fs;
+pub mod net;
 pub mod op;
 pub mod rt;
 mod stats;

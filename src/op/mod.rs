@@ -27,7 +27,7 @@ mod close;
 mod fallocate;
 mod fixed;
 mod fsync;
-mod net;
+pub(crate) mod net;
 mod nop;
 mod open;
 mod poll;

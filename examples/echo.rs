@@ -1,0 +1,127 @@
+//! A TCP echo server: one runtime, engine and `SO_REUSEPORT` listener per thread.
+//!
+//! `cargo run --release --example echo -- --addr 127.0.0.1:7000 [--threads N] [--backend auto|uring|epoll]`
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use trueio::buf::IoBuf;
+use trueio::net::{ListenOptions, TcpListener, TcpStream};
+use trueio::{rt, BackendChoice, Engine};
+
+struct Args {
+    addr: SocketAddr,
+    threads: usize,
+    backend: BackendChoice,
+}
+
+fn usage() -> String {
+    "usage: echo --addr HOST:PORT [--threads N] [--backend auto|uring|epoll]".into()
+}
+
+fn parse() -> Result<Args, String> {
+    let mut args = Args {
+        addr: ([127, 0, 0, 1], 7000).into(),
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        backend: BackendChoice::from_env().map_err(|e| e.to_string())?,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .ok_or_else(|| format!("{name} needs a value\n{}", usage()))
+        };
+        match a.as_str() {
+            "--addr" => {
+                let v = value("--addr")?;
+                args.addr = v.parse().map_err(|e| format!("--addr {v}: {e}"))?;
+            }
+            "--threads" => {
+                let v = value("--threads")?;
+                args.threads = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("--threads {v}: expected a positive number"))?;
+            }
+            "--backend" => {
+                args.backend =
+                    BackendChoice::parse(&value("--backend")?).map_err(|e| e.to_string())?;
+            }
+            "-h" | "--help" => return Err(usage()),
+            other => return Err(format!("unknown argument {other:?}\n{}", usage())),
+        }
+    }
+    Ok(args)
+}
+
+async fn serve(stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let (r, b) = stream.read(buf).await;
+        let n = match r {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let (r, b) = stream.write_all(b.slice(..n)).await;
+        if r.is_err() {
+            return;
+        }
+        buf = b.into_inner();
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let builder = Engine::builder().backend(args.backend);
+    let addr = args.addr;
+    let results = rt::run_per_core(args.threads, builder, move |i| async move {
+        let listener = TcpListener::bind_with(
+            addr,
+            ListenOptions {
+                reuse_port: true,
+                ..Default::default()
+            },
+        )?;
+        if i == 0 {
+            println!(
+                "echo listening on {} with {} thread(s), backend {}",
+                listener.local_addr(),
+                args.threads,
+                rt::engine().backend()
+            );
+        }
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => drop(rt::spawn(serve(stream))),
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EMFILE)
+                        || e.raw_os_error() == Some(libc::ENFILE) =>
+                {
+                    // Out of descriptors: back off instead of spinning.
+                    trueio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => eprintln!("accept: {e}"),
+            }
+        }
+        #[allow(unreachable_code)]
+        Ok::<(), std::io::Error>(())
+    });
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) | Err(e) => {
+                eprintln!("echo thread {i}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,283 @@
+//! TCP on the current runtime's engine, with owned buffers.
+//!
+//! ```
+//! # fn main() -> std::io::Result<()> {
+//! use trueio::net::{TcpListener, TcpStream};
+//! use trueio::rt::{self, Runtime};
+//! Runtime::new()?.block_on(async {
+//!     let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap())?;
+//!     let addr = listener.local_addr();
+//!     let server = rt::spawn(async move {
+//!         let (stream, _) = listener.accept().await?;
+//!         let (n, buf) = stream.read(vec![0u8; 64]).await;
+//!         let n = n?;
+//!         let (r, _) = stream.write_all(buf.slice(..n)).await;
+//!         r
+//!     });
+//!     let client = TcpStream::connect(addr).await?;
+//!     let (r, _) = client.write_all(b"ping".to_vec()).await;
+//!     r?;
+//!     let (n, buf) = client.read(vec![0u8; 64]).await;
+//!     assert_eq!(&buf[..n?], b"ping");
+//!     server.await.unwrap()
+//! })
+//! # }
+//! ```
+
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+
+use crate::buf::{IoBuf, IoBufMut};
+use crate::op::net::{socket_addr_from_storage, socket_addr_to_storage};
+use crate::{op, rt, Engine, Fd};
+
+/// How a listener is set up.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenOptions {
+    /// `SO_REUSEPORT`: several listeners (one per thread) share the address and the kernel
+    /// spreads connections over them.
+    pub reuse_port: bool,
+    /// The accept backlog.
+    pub backlog: i32,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        ListenOptions {
+            reuse_port: false,
+            backlog: 1024,
+        }
+    }
+}
+
+fn cvt(r: libc::c_int, what: &str) -> io::Result<libc::c_int> {
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        Err(io::Error::new(e.kind(), format!("{what}: {e}")))
+    } else {
+        Ok(r)
+    }
+}
+
+fn socket(addr: &SocketAddr) -> io::Result<OwnedFd> {
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain integer arguments; the result is checked before it is owned.
+    let fd = cvt(
+        unsafe {
+            libc::socket(
+                domain,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                0,
+            )
+        },
+        "socket",
+    )?;
+    // SAFETY: a fresh descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn set_int_opt(fd: RawFd, level: i32, name: i32, value: i32, what: &str) -> io::Result<()> {
+    // SAFETY: passes a pointer to a local int and its size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    cvt(r, what).map(drop)
+}
+
+fn sock_name(fd: RawFd, peer: bool) -> io::Result<SocketAddr> {
+    // SAFETY: sockaddr_storage is plain bytes.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let p = (&mut storage as *mut libc::sockaddr_storage).cast();
+    // SAFETY: storage and len are locals the kernel fills within their size.
+    let r = unsafe {
+        if peer {
+            libc::getpeername(fd, p, &mut len)
+        } else {
+            libc::getsockname(fd, p, &mut len)
+        }
+    };
+    cvt(r, if peer { "getpeername" } else { "getsockname" })?;
+    socket_addr_from_storage(&storage, len)
+}
+
+/// A TCP listening socket.
+#[derive(Debug)]
+pub struct TcpListener {
+    fd: Rc<OwnedFd>,
+    engine: Engine,
+    local: SocketAddr,
+}
+
+impl TcpListener {
+    /// Binds and listens on `addr` (with `SO_REUSEADDR`) on the current runtime's engine.
+    pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+        Self::bind_with(addr, ListenOptions::default())
+    }
+
+    /// Binds and listens with `options` (e.g. `SO_REUSEPORT` for one listener per thread).
+    pub fn bind_with(addr: SocketAddr, options: ListenOptions) -> io::Result<TcpListener> {
+        let engine = rt::engine();
+        let fd = socket(&addr)?;
+        let raw = fd.as_raw_fd();
+        set_int_opt(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1, "SO_REUSEADDR")?;
+        if options.reuse_port {
+            set_int_opt(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1, "SO_REUSEPORT")?;
+        }
+        let (storage, len) = socket_addr_to_storage(&addr);
+        // SAFETY: storage holds a sockaddr of `len` bytes.
+        let r = unsafe { libc::bind(raw, (&storage as *const libc::sockaddr_storage).cast(), len) };
+        cvt(r, &format!("bind {addr}"))?;
+        // SAFETY: plain integer arguments.
+        cvt(unsafe { libc::listen(raw, options.backlog) }, "listen")?;
+        let local = sock_name(raw, false)?;
+        Ok(TcpListener {
+            fd: Rc::new(fd),
+            engine,
+            local,
+        })
+    }
+
+    /// The address it listens on (with the port the kernel chose for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Accepts a connection. Dropping the future cancels the accept; a connection accepted
+    /// anyway is closed, never leaked.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (fd, peer) = self
+            .engine
+            .submit(op::Accept::new(Fd::Shared(self.fd.clone())))
+            .await?;
+        Ok((
+            TcpStream {
+                fd: Rc::new(fd),
+                engine: self.engine.clone(),
+            },
+            peer,
+        ))
+    }
+}
+
+impl AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// A TCP connection.
+///
+/// Methods take `&self`, so one task can read while another writes. Dropping the stream
+/// closes it; operations still in flight on it are cancelled and the socket is shut down
+/// first, so the peer sees the end of the stream at once.
+#[derive(Debug)]
+pub struct TcpStream {
+    fd: Rc<OwnedFd>,
+    engine: Engine,
+}
+
+impl TcpStream {
+    /// Connects to `addr` on the current runtime's engine.
+    pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+        let engine = rt::engine();
+        let fd = Rc::new(socket(&addr)?);
+        engine
+            .submit(op::Connect::new(Fd::Shared(fd.clone()), addr))
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("connect {addr}: {e}")))?;
+        Ok(TcpStream { fd, engine })
+    }
+
+    fn target(&self) -> Fd {
+        Fd::Shared(self.fd.clone())
+    }
+
+    /// Receives into `buf` (from its start, up to its capacity); 0 is the end of the stream.
+    pub async fn read<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
+        self.engine.submit(op::Recv::new(self.target(), buf)).await
+    }
+
+    /// Sends the initialised bytes of `buf`; the count may be short.
+    pub async fn write<B: IoBuf>(&self, buf: B) -> (io::Result<usize>, B) {
+        self.engine.submit(op::Send::new(self.target(), buf)).await
+    }
+
+    /// Sends all initialised bytes of `buf`, resuming after short sends.
+    pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
+        let total = buf.bytes_init();
+        let mut buf = buf;
+        let mut done = 0;
+        while done < total {
+            let (r, slice) = self
+                .engine
+                .submit(op::Send::new(self.target(), buf.slice(done..total)))
+                .await;
+            buf = slice.into_inner();
+            match r {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
+
+    /// Shuts down the read half, the write half (the peer reads EOF) or both.
+    pub async fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.engine
+            .submit(op::Shutdown::new(self.target(), how))
+            .await
+    }
+
+    /// `TCP_NODELAY`: send small writes at once instead of coalescing them.
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        set_int_opt(
+            self.fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            on as i32,
+            "TCP_NODELAY",
+        )
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        sock_name(self.fd.as_raw_fd(), true)
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        sock_name(self.fd.as_raw_fd(), false)
+    }
+}
+
+impl AsRawFd for TcpStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl Drop for TcpStream {
+    fn drop(&mut self) {
+        if Rc::strong_count(&self.fd) > 1 {
+            // Operations still hold the socket (cancelled, not yet reaped): shut it down so
+            // the peer sees EOF now, not when the last of them is reaped.
+            // SAFETY: shutdown on a descriptor we own; errors (ENOTCONN) do not matter here.
+            unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_RDWR) };
+        }
+    }
+}

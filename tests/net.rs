@@ -1,0 +1,190 @@
+//! TCP through the async layer, on both backends.
+
+mod util;
+
+use std::cell::Cell;
+use std::io::{Read as _, Write as _};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use trueio::buf::{IoBuf, IoBufMut};
+use trueio::net::{TcpListener, TcpStream};
+use trueio::rt::{self, Runtime};
+use trueio::{time, Builder};
+
+fn raise_nofile(want: u64) {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid rlimit on this frame.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) };
+    r.rlim_cur = r.rlim_cur.max(want.min(r.rlim_max));
+    // SAFETY: as above.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) };
+}
+
+async fn echo(stream: TcpStream) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let (r, b) = stream.read(buf).await;
+        let n = match r {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let (r, b) = stream.write_all(b.slice(..n)).await;
+        if r.is_err() {
+            return;
+        }
+        buf = b.into_inner();
+    }
+}
+
+/// A server on its own thread and runtime: accepts `conns` connections, echoes each until
+/// its peer closes, then returns.
+fn echo_server(b: Builder, conns: usize) -> (SocketAddr, std::thread::JoinHandle<()>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        let rt = Runtime::with_builder(b).expect("server runtime");
+        rt.block_on(async move {
+            let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).expect("bind");
+            tx.send(listener.local_addr()).unwrap();
+            let mut served = Vec::new();
+            for _ in 0..conns {
+                let (s, _) = listener.accept().await.expect("accept");
+                served.push(rt::spawn(echo(s)));
+            }
+            for h in served {
+                h.await.expect("echo task");
+            }
+        });
+    });
+    (rx.recv_timeout(util::LIMIT).expect("server address"), h)
+}
+
+/// An owned buffer that records when it is dropped.
+struct Flagged {
+    data: Vec<u8>,
+    dropped: Rc<Cell<bool>>,
+}
+
+impl Drop for Flagged {
+    fn drop(&mut self) {
+        self.dropped.set(true);
+    }
+}
+
+// SAFETY: delegates to the inner Vec, whose heap memory does not move with the struct.
+unsafe impl IoBuf for Flagged {
+    fn stable_ptr(&self) -> *const u8 {
+        self.data.stable_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.data.bytes_init()
+    }
+    fn bytes_total(&self) -> usize {
+        self.data.bytes_total()
+    }
+}
+
+// SAFETY: as above.
+unsafe impl IoBufMut for Flagged {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.data.stable_mut_ptr()
+    }
+    unsafe fn set_init(&mut self, pos: usize) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.data.set_init(pos) }
+    }
+}
+
+both_backends! {
+    fn echo_round_trips_with_1000_concurrent_connections(b: Builder) {
+        const CONNS: usize = 1000;
+        const ROUNDS: usize = 3;
+        raise_nofile(4 * CONNS as u64 + 256);
+        let _watchdog = util::Watchdog::arm("1000-connection echo", Duration::from_secs(120));
+        let (addr, server) = echo_server(b.clone(), CONNS);
+        let rt = Runtime::with_builder(b).unwrap();
+        let bytes = rt.block_on(async move {
+            let clients: Vec<_> = (0..CONNS)
+                .map(|i| {
+                    rt::spawn(async move {
+                        let s = TcpStream::connect(addr).await.expect("connect");
+                        let mut total = 0;
+                        for round in 0..ROUNDS {
+                            let msg = util::pattern(64 + (i * 7 + round) % 512, i as u8);
+                            let (r, _) = s.write_all(msg.clone()).await;
+                            r.expect("write");
+                            let mut got = Vec::with_capacity(msg.len());
+                            while got.len() < msg.len() {
+                                let (r, chunk) = s.read(vec![0u8; msg.len() - got.len()]).await;
+                                let n = r.expect("read");
+                                assert!(n > 0, "connection {i}: EOF before the echo");
+                                got.extend_from_slice(&chunk[..n]);
+                            }
+                            assert!(got == msg, "connection {i} round {round}: echo differs");
+                            total += msg.len();
+                        }
+                        total
+                    })
+                })
+                .collect();
+            let mut bytes = 0;
+            for c in clients {
+                bytes += c.await.expect("client task");
+            }
+            bytes
+        });
+        assert!(bytes > CONNS * ROUNDS * 64);
+        server.join().expect("server thread");
+    }
+
+    fn a_dropped_read_releases_its_buffer_and_closing_gives_the_peer_eof(b: Builder) {
+        let _watchdog = util::Watchdog::arm("dropped read", Duration::from_secs(30));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let rt = Runtime::with_builder(b).unwrap();
+        let dropped = Rc::new(Cell::new(false));
+        let flag = dropped.clone();
+        let mut peer = None;
+        rt.block_on(async {
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let (p, _) = listener.accept().unwrap();
+            p.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+            peer = Some(p);
+            // An idle connection: the read never completes; the timeout drops its future.
+            let buf = Flagged { data: Vec::with_capacity(64), dropped: flag };
+            let r = time::timeout(Duration::from_millis(20), stream.read(buf)).await;
+            assert!(r.is_err(), "nothing was sent");
+            // The engine owns the buffer until the cancellation's completion is reaped.
+            let deadline = Instant::now() + util::LIMIT;
+            while !dropped.get() {
+                assert!(Instant::now() < deadline, "the buffer was never released");
+                time::sleep(Duration::from_millis(5)).await;
+            }
+            drop(stream);
+        });
+        let mut peer = peer.unwrap();
+        let start = Instant::now();
+        let mut b = [0u8; 8];
+        let n = peer.read(&mut b).expect("the peer reads EOF, not a timeout");
+        assert_eq!(n, 0);
+        assert!(start.elapsed() < Duration::from_secs(1));
+        // And writing to it now fails or is discarded, never echoed back.
+        let _ = peer.write_all(b"late");
+    }
+
+    fn connect_refused_names_the_address(b: Builder) {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let rt = Runtime::with_builder(b).unwrap();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let e = rt.block_on(TcpStream::connect(addr)).expect_err("refused");
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+        assert!(e.to_string().contains(&addr.to_string()), "{e}");
+    }
+}
