@@ -18,7 +18,6 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use io_uring::{opcode, squeue};
 
-use super::sys::file_type;
 use super::{result, with_target, BuildCtx, Interest, Op, Plan, Syscall, MAX_IO};
 use crate::buf::{IoBuf, IoBufMut};
 use crate::fd::Fd;
@@ -111,30 +110,6 @@ pub(crate) fn socket_addr_to_storage(
     (storage, len as libc::socklen_t)
 }
 
-/// Whether `fd` is a listening socket (`SO_ACCEPTCONN`); false for anything else, including
-/// a descriptor that is not a socket or not open.
-fn is_listening(fd: RawFd) -> bool {
-    let mut on: libc::c_int = 0;
-    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `on`, a live local of that size, and
-    // the new length into `len`.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ACCEPTCONN,
-            (&mut on as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    r == 0 && on != 0
-}
-
-/// Whether `fd` is an open socket (`fstat`).
-fn is_socket(fd: RawFd) -> bool {
-    file_type(fd) == Some(libc::S_IFSOCK)
-}
-
 /// A peer address the kernel fills in, at a stable heap address.
 struct PeerAddr {
     storage: libc::sockaddr_storage,
@@ -205,25 +180,17 @@ impl Op for Accept {
         let Accept { fd, addr } = self;
         let fd = ctx.raw(fd.target())?;
         let PeerAddr { storage, len } = &mut **addr;
-        let listening = is_listening(fd);
-        let sys = Syscall::Accept {
-            fd,
-            addr: storage,
-            len,
-            listening,
-        };
-        if listening {
-            Ok(Plan::Io {
-                sys,
+        // Not a listening socket: accept fails at once (EINVAL, EOPNOTSUPP, ENOTSOCK, EBADF);
+        // socket calls never wait on such errors (`Syscall::never_blocks`).
+        Ok(Plan::Io {
+            sys: Syscall::Accept {
                 fd,
-                interest: Interest::Read,
-            })
-        } else {
-            // Not a listening socket: accept fails at once (EINVAL, EOPNOTSUPP, ENOTSOCK,
-            // EBADF). Run on the pool, where the exact error comes back as is (the readiness
-            // path would take EOPNOTSUPP for "no RWF_NOWAIT" and wait for readability).
-            Ok(Plan::Pool(sys))
-        }
+                addr: storage,
+                len,
+            },
+            fd,
+            interest: Interest::Read,
+        })
     }
 
     fn complete(self, res: i32, _flags: u32) -> Self::Output {
@@ -313,12 +280,6 @@ impl Op for Connect {
             len: *len,
             in_progress,
         };
-        if !is_socket(fd) {
-            // Fails at once (ENOTSOCK, EBADF): on the pool, so that the error is reported even
-            // where the driver waits for readiness before calling (no RWF_NOWAIT attempts),
-            // which a descriptor that is not a socket may never reach.
-            return Ok(Plan::Pool(sys));
-        }
         Ok(Plan::Io {
             sys,
             fd,
@@ -492,13 +453,7 @@ impl Op for Shutdown {
             fd,
             how: Shutdown::how(*how),
         };
-        if !is_socket(fd) {
-            // Fails at once (ENOTSOCK, EBADF); on the pool, as for Connect.
-            return Ok(Plan::Pool(sys));
-        }
-        // shutdown never blocks: it completes on the first try. Write interest only matters
-        // for EOPNOTSUPP (a socket type without shutdown), which the driver retries once the
-        // socket is writable, as sockets are, and then reports.
+        // shutdown never blocks: it completes on the first try, errors included.
         Ok(Plan::Io {
             sys,
             fd,

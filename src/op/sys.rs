@@ -75,15 +75,12 @@ pub enum Syscall {
         len: usize,
         flags: u32,
     },
-    /// `accept4(SOCK_CLOEXEC | SOCK_NONBLOCK)`; `addr` and `len` point into the operation's
-    /// boxed peer address. `listening`: the socket was listening when planned, so the call is
-    /// made non-blocking even on a listener in blocking mode; otherwise it fails at once and
-    /// runs as is.
+    /// `accept4(SOCK_CLOEXEC | SOCK_NONBLOCK)`, non-blocking even on a listener in blocking
+    /// mode; `addr` and `len` point into the operation's boxed peer address.
     Accept {
         fd: RawFd,
         addr: *mut libc::sockaddr_storage,
         len: *mut libc::socklen_t,
-        listening: bool,
     },
     /// `connect`, non-blocking whatever the socket's mode. "In progress" (EINPROGRESS,
     /// EALREADY) is -EAGAIN, recorded in `*in_progress` (operation-owned), and then EISCONN
@@ -210,12 +207,7 @@ impl Syscall {
                 let r = unsafe { libc::splice(fd_in, off_in, fd_out, off_out, len, flags | extra) };
                 ret(r)
             }
-            Syscall::Accept {
-                fd,
-                addr,
-                len,
-                listening,
-            } => {
+            Syscall::Accept { fd, addr, len } => {
                 let accept = || {
                     // SAFETY: `len` points into the operation's boxed peer address.
                     unsafe { *len = std::mem::size_of::<libc::sockaddr_storage>() as _ };
@@ -230,11 +222,7 @@ impl Syscall {
                     };
                     ret(r as isize)
                 };
-                if listening {
-                    nonblocking(fd, accept)
-                } else {
-                    accept()
-                }
+                nonblocking(fd, accept)
             }
             Syscall::Connect {
                 fd,
