@@ -16,6 +16,7 @@
 
 mod aligned;
 mod fixed;
+pub(crate) mod resume;
 mod slice;
 
 pub use aligned::AlignedBuf;

@@ -28,7 +28,7 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
-use crate::buf::{FixedBuf, IoBuf, IoBufMut};
+use crate::buf::{resume, FixedBuf, IoBuf, IoBufMut};
 use crate::op::{self, OpenHow};
 use crate::{rt, Engine, Fd};
 
@@ -105,67 +105,42 @@ impl File {
     /// file first gives `UnexpectedEof` (the buffer holds what was read).
     pub async fn read_exact_at<B: IoBufMut>(&self, buf: B, pos: u64) -> (io::Result<()>, B) {
         let total = buf.bytes_total();
-        let mut buf = buf;
-        let mut done = 0;
-        while done < total {
-            let (r, slice) = self
-                .engine
-                .submit(op::Read::at(
-                    self.target(),
-                    buf.slice(done..),
-                    pos + done as u64,
-                ))
-                .await;
-            buf = slice.into_inner();
-            match r {
-                Ok(0) => {
-                    let e = io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!(
-                            "end of file at offset {} reading {total} bytes at {pos}",
-                            pos + done as u64
-                        ),
-                    );
-                    return (Err(e), buf);
-                }
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (Err(e), buf),
-            }
-        }
-        (Ok(()), buf)
+        resume::read_exact(
+            buf,
+            |slice, done| {
+                self.engine
+                    .submit(op::Read::at(self.target(), slice, pos + done as u64))
+            },
+            |done| {
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "end of file at offset {} reading {total} bytes at {pos}",
+                        pos + done as u64
+                    ),
+                )
+            },
+        )
+        .await
     }
 
     /// Writes all initialised bytes of `buf` at `pos`, resuming after short writes. A write
     /// that makes no progress gives `WriteZero`.
     pub async fn write_all_at<B: IoBuf>(&self, buf: B, pos: u64) -> (io::Result<()>, B) {
-        let total = buf.bytes_init();
-        let mut buf = buf;
-        let mut done = 0;
-        while done < total {
-            let (r, slice) = self
-                .engine
-                .submit(op::Write::at(
-                    self.target(),
-                    buf.slice(done..total),
-                    pos + done as u64,
-                ))
-                .await;
-            buf = slice.into_inner();
-            match r {
-                Ok(0) => {
-                    let e = io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        format!("no progress writing at offset {}", pos + done as u64),
-                    );
-                    return (Err(e), buf);
-                }
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (Err(e), buf),
-            }
-        }
-        (Ok(()), buf)
+        resume::write_all(
+            buf,
+            |slice, done| {
+                self.engine
+                    .submit(op::Write::at(self.target(), slice, pos + done as u64))
+            },
+            |done| {
+                io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    format!("no progress writing at offset {}", pos + done as u64),
+                )
+            },
+        )
+        .await
     }
 
     /// Reads at `pos` into several buffers in order.

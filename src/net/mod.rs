@@ -29,7 +29,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 
-use crate::buf::{IoBuf, IoBufMut};
+use crate::buf::{resume, IoBuf, IoBufMut};
 use crate::op::net::{socket_addr_from_storage, socket_addr_to_storage};
 use crate::{op, rt, Engine, Fd};
 
@@ -217,23 +217,17 @@ impl TcpStream {
 
     /// Sends all initialised bytes of `buf`, resuming after short sends.
     pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
-        let total = buf.bytes_init();
-        let mut buf = buf;
-        let mut done = 0;
-        while done < total {
-            let (r, slice) = self
-                .engine
-                .submit(op::Send::new(self.target(), buf.slice(done..total)))
-                .await;
-            buf = slice.into_inner();
-            match r {
-                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return (Err(e), buf),
-            }
-        }
-        (Ok(()), buf)
+        resume::write_all(
+            buf,
+            |slice, _| self.engine.submit(op::Send::new(self.target(), slice)),
+            |done| {
+                io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    format!("the peer took no more bytes after {done}"),
+                )
+            },
+        )
+        .await
     }
 
     /// Shuts down the read half, the write half (the peer reads EOF) or both.
