@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 /// The file an operation acts on.
 ///
@@ -34,6 +34,17 @@ impl Fd {
             Fd::Raw(fd) => Target::Fd(*fd),
             Fd::Shared(fd) => Target::Fd(fd.as_raw_fd()),
             Fd::Fixed(f) => Target::Fixed(f.slot()),
+        }
+    }
+}
+
+impl Fd {
+    /// For a shared descriptor, a weak handle on it: while it upgrades, the descriptor has
+    /// not been closed (the epoll backend uses this to trust an earlier registration).
+    pub(crate) fn owner(&self) -> Option<Weak<OwnedFd>> {
+        match self {
+            Fd::Shared(fd) => Some(Rc::downgrade(fd)),
+            Fd::Raw(_) | Fd::Fixed(_) => None,
         }
     }
 }

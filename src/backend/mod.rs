@@ -107,7 +107,7 @@ impl Driver {
         match self {
             Driver::Uring(d) => d.push_sqe(ud, op.uring_sqe(ctx)?, Link::None, stats),
             Driver::Epoll(d) => {
-                d.push(ud, op.plan(ctx)?, stats);
+                d.push(ud, op.plan(ctx)?, op.fd_owner(), stats);
                 Ok(())
             }
         }

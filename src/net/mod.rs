@@ -2,6 +2,7 @@
 //!
 //! ```
 //! # fn main() -> std::io::Result<()> {
+//! use trueio::buf::IoBuf;
 //! use trueio::net::{TcpListener, TcpStream};
 //! use trueio::rt::{self, Runtime};
 //! Runtime::new()?.block_on(async {

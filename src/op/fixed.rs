@@ -29,6 +29,10 @@ impl ReadFixed {
 impl Op for ReadFixed {
     type Output = (io::Result<usize>, FixedBuf);
 
+    fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
+        self.0.fd_owner()
+    }
+
     fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         let Read { fd, buf, offset } = &mut self.0;
         let Some(index) = buf.registered_for(ctx.engine_id) else {
@@ -70,6 +74,10 @@ impl WriteFixed {
 
 impl Op for WriteFixed {
     type Output = (io::Result<usize>, FixedBuf);
+
+    fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
+        self.0.fd_owner()
+    }
 
     fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         let Write { fd, buf, offset } = &self.0;

@@ -70,6 +70,13 @@ pub trait Op: 'static + Sized {
     fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32>;
 
     #[doc(hidden)]
+    /// The shared descriptor a readiness wait would be on, if the operation holds one (see
+    /// the epoll backend's registration renewal).
+    fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
+        None
+    }
+
+    #[doc(hidden)]
     /// Turns the raw result (a count, or a negated errno) into the output.
     fn complete(self, res: i32, flags: u32) -> Self::Output;
 }

@@ -161,6 +161,10 @@ impl Accept {
 impl Op for Accept {
     type Output = io::Result<(OwnedFd, SocketAddr)>;
 
+    fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
+        self.fd.owner()
+    }
+
     fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         let Accept { fd, addr } = self;
         addr.len = STORAGE_LEN;
@@ -249,6 +253,10 @@ impl Connect {
 impl Op for Connect {
     type Output = io::Result<()>;
 
+    fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
+        self.fd.owner()
+    }
+
     fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         let Connect { fd, addr: _, raw } = self;
         let ConnectAddr {
@@ -317,6 +325,10 @@ impl<B: IoBuf> Send<B> {
 impl<B: IoBuf> Op for Send<B> {
     type Output = (io::Result<usize>, B);
 
+    fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
+        self.fd.owner()
+    }
+
     fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         let Send { fd, buf } = self;
         let len = buf.bytes_init().min(MAX_IO) as u32;
@@ -370,6 +382,10 @@ impl<B: IoBufMut> Recv<B> {
 
 impl<B: IoBufMut> Op for Recv<B> {
     type Output = (io::Result<usize>, B);
+
+    fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
+        self.fd.owner()
+    }
 
     fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         let Recv { fd, buf } = self;

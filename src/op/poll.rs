@@ -26,6 +26,10 @@ impl PollAdd {
 impl Op for PollAdd {
     type Output = io::Result<u32>;
 
+    fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
+        self.fd.owner()
+    }
+
     fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         let PollAdd { fd, events } = self;
         Ok(with_target!(ctx.target(fd)?, |f| opcode::PollAdd::new(

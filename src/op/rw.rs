@@ -51,6 +51,10 @@ impl<B: IoBufMut> Read<B> {
 impl<B: IoBufMut> Op for Read<B> {
     type Output = (io::Result<usize>, B);
 
+    fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
+        self.fd.owner()
+    }
+
     fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         let Read { fd, buf, offset } = self;
         let len = buf.bytes_total().min(MAX_IO) as u32;
@@ -121,6 +125,10 @@ impl<B: IoBuf> Write<B> {
 
 impl<B: IoBuf> Op for Write<B> {
     type Output = (io::Result<usize>, B);
+
+    fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
+        self.fd.owner()
+    }
 
     fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         let Write { fd, buf, offset } = self;

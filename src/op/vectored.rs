@@ -40,6 +40,10 @@ impl<B: IoBufMut> Readv<B> {
 impl<B: IoBufMut> Op for Readv<B> {
     type Output = (io::Result<usize>, Vec<B>);
 
+    fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
+        self.fd.owner()
+    }
+
     fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         let Readv {
             fd,
@@ -122,6 +126,10 @@ impl<B: IoBuf> Writev<B> {
 
 impl<B: IoBuf> Op for Writev<B> {
     type Output = (io::Result<usize>, Vec<B>);
+
+    fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
+        self.fd.owner()
+    }
 
     fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         let Writev {

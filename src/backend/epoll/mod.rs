@@ -19,7 +19,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
+use std::rc::Weak;
 use std::time::{Duration, Instant};
 
 use trueio_fallback::{
@@ -121,6 +122,8 @@ struct Pending {
     plain: bool,
     /// Completions still to count (Timeout::or_count).
     count: u32,
+    /// The shared descriptor the operation holds, if any (see `wait_fd`).
+    owner: Option<Weak<OwnedFd>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +146,9 @@ enum State {
 struct FdWaiters {
     readers: Vec<u64>,
     writers: Vec<u64>,
+    /// The shared descriptor the registration was made for: while it is alive (upgrades), the
+    /// number still names the registered file.
+    owner: Option<Weak<OwnedFd>>,
 }
 
 /// Bytes an I/O plan asks for, to tell a short transfer (which breaks a soft link).
@@ -267,12 +273,25 @@ impl Driver {
                 file: None,
                 plain: false,
                 count,
+                owner: None,
             },
         );
     }
 
+    fn set_owner(&mut self, ud: u64, owner: Option<Weak<OwnedFd>>) {
+        if let Some(p) = self.ops.get_mut(&ud) {
+            p.owner = owner;
+        }
+    }
+
     /// Accepts one unchained operation and runs it as far as it goes now.
-    pub(crate) fn push(&mut self, ud: u64, plan: Plan, stats: &StatsCells) {
+    pub(crate) fn push(
+        &mut self,
+        ud: u64,
+        plan: Plan,
+        owner: Option<Weak<OwnedFd>>,
+        stats: &StatsCells,
+    ) {
         // The common case first: an I/O call that completes at once (a page-cache hit, data
         // waiting in a socket) never enters the table. Counting timeouts need every
         // completion to pass through `complete`, so they take the general path.
@@ -282,6 +301,7 @@ impl Driver {
                     Ok(r) => self.done.push((ud, r, 0)),
                     Err(r) => {
                         self.insert(ud, plan, Link::None, State::Ready);
+                        self.set_owner(ud, owner);
                         self.would_block(ud, r, stats);
                     }
                 }
@@ -289,6 +309,7 @@ impl Driver {
             }
         }
         self.insert(ud, plan, Link::None, State::Ready);
+        self.set_owner(ud, owner);
         self.start(ud, stats);
     }
 
@@ -509,21 +530,30 @@ impl Driver {
 
     /// Registers `ud` as waiting for `fd` to become readable (or writable).
     ///
-    /// Descriptors stay registered (edge-triggered, both directions) between waits. A number
-    /// may have been closed and reused since its last wait, by the caller or by dropping an
-    /// owned descriptor, and epoll forgets a closed file by itself: so when nobody else is
-    /// waiting on it, the registration is renewed with EPOLL_CTL_MOD (ENOENT: the old file is
-    /// gone, add the new one). One `epoll_ctl` per wait buys that no reused number ever waits
-    /// on a dead registration.
+    /// Descriptors stay registered (edge-triggered, both directions) between waits. But a
+    /// number may have been closed and reused since its last wait (by the caller, or by
+    /// dropping an owned descriptor), and epoll forgets a closed file by itself. So when
+    /// nobody else waits on the number, the registration is renewed with EPOLL_CTL_MOD
+    /// (ENOENT: the old file is gone, add the new one), unless it was made for the very shared
+    /// descriptor this operation holds and that descriptor is still alive: then the number
+    /// cannot have changed files, and no system call is needed (the common case for the
+    /// runtime's sockets and files).
     fn wait_fd(&mut self, ud: u64, fd: RawFd, write: bool, stats: &StatsCells) -> Result<(), i32> {
         let interest = PInterest::READABLE | PInterest::WRITABLE;
-        let idle = self
-            .fds
-            .get(&fd)
-            .map_or(true, |w| w.readers.is_empty() && w.writers.is_empty());
-        if idle {
+        let owner = self.ops.get(&ud).and_then(|p| p.owner.clone());
+        let (known, trusted) = match self.fds.get(&fd) {
+            None => (false, false),
+            Some(w) => {
+                let busy = !(w.readers.is_empty() && w.writers.is_empty());
+                let same_owner = match (&w.owner, &owner) {
+                    (Some(a), Some(b)) => a.strong_count() > 0 && Weak::ptr_eq(a, b),
+                    _ => false,
+                };
+                (true, busy || same_owner)
+            }
+        };
+        if !trusted {
             StatsCells::bump(&stats.syscalls);
-            let known = self.fds.contains_key(&fd);
             let first = if known {
                 self.poller.modify(fd, fd as u64, interest, Mode::Edge)
             } else {
@@ -542,6 +572,9 @@ impl Driver {
             r.map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
         }
         let w = self.fds.entry(fd).or_default();
+        if !trusted {
+            w.owner = owner;
+        }
         if write {
             w.writers.push(ud);
         } else {
