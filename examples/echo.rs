@@ -98,9 +98,11 @@ fn main() -> ExitCode {
                 rt::engine().backend()
             );
         }
+        // One multishot accept serves every connection (a plain accept each before 5.19).
+        let mut incoming = listener.incoming();
         loop {
-            match listener.accept().await {
-                Ok((stream, _)) => drop(rt::spawn(serve(stream))),
+            match incoming.next().await {
+                Ok(stream) => drop(rt::spawn(serve(stream))),
                 Err(e)
                     if e.raw_os_error() == Some(libc::EMFILE)
                         || e.raw_os_error() == Some(libc::ENFILE) =>

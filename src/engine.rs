@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -14,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use crate::backend::{Driver, Link, RawCompletion};
+use crate::backend::{Driver, Link, RawCompletion, CQE_F_MORE};
 use crate::buf::{BufPool, FixedBuf};
 use crate::capability::{Backend, Feature, Features, Report};
 use crate::fd::{FileTable, FixedFile};
-use crate::op::{BuildCtx, Op};
+use crate::op::{BuildCtx, Multishot, Op};
 use crate::stats::{Stats, StatsCells};
 
 /// The user_data of requests the engine makes for itself (cancels, wait timeouts); their
@@ -260,11 +261,36 @@ enum State {
     Done { res: i32, flags: u32 },
     /// The handle was dropped: the engine owns the operation until its final completion.
     Ignored(Box<dyn Erased>),
+    /// A multishot operation: its completions so far, in order; `ended` once the final one
+    /// (without `IORING_CQE_F_MORE`) arrived.
+    Stream {
+        queue: VecDeque<(i32, u32)>,
+        waker: Option<Waker>,
+        ended: bool,
+    },
 }
 
 /// An operation whose handle is gone, type-erased so the engine can finish it.
 pub(crate) trait Erased: Any {
     fn finish(self: Box<Self>, res: i32, flags: u32);
+
+    /// A non-final completion of an abandoned multishot operation: build its item and drop
+    /// it (closing an accepted socket, say). Runs inside the engine's dispatch: must not
+    /// call back into the engine.
+    fn partial(&mut self, _res: i32, _flags: u32) {}
+}
+
+/// An abandoned multishot operation: every completion becomes an item that is dropped.
+struct AbandonedStream<T>(T);
+
+impl<T: Multishot> Erased for AbandonedStream<T> {
+    fn finish(mut self: Box<Self>, res: i32, flags: u32) {
+        drop(self.0.item(res, flags));
+    }
+
+    fn partial(&mut self, res: i32, flags: u32) {
+        drop(self.0.item(res, flags));
+    }
 }
 
 impl<T: Op> Erased for T {
@@ -308,6 +334,12 @@ impl Engine {
     /// completes with the error and gives its resources back.
     pub fn submit<T: Op>(&self, op: T) -> Ticket<T> {
         self.inner.submit(op)
+    }
+
+    /// Submits a multishot operation (one submission, many completions, such as
+    /// [`AcceptMulti`](crate::op::AcceptMulti)) and returns the stream of its items.
+    pub fn submit_multishot<T: Multishot>(&self, op: T) -> Subscription<T> {
+        self.inner.submit_multishot(op)
     }
 
     /// Starts a chain of linked operations: each starts only when the previous one succeeded
@@ -439,32 +471,56 @@ impl Inner {
 
     #[inline]
     fn insert(&self) -> (usize, u32) {
-        let gen = self.generation.get().wrapping_add(1);
-        self.generation.set(gen);
-        let key = self.ops.borrow_mut().insert(Entry {
-            gen,
-            state: State::Pending,
-        });
-        (key, gen)
+        self.insert_with(State::Pending)
     }
 
     #[inline]
-    fn submit<T: Op>(self: &Rc<Self>, mut op: T) -> Ticket<T> {
-        let (key, gen) = self.insert();
+    fn insert_with(&self, state: State) -> (usize, u32) {
+        let gen = self.generation.get().wrapping_add(1);
+        self.generation.set(gen);
+        let key = self.ops.borrow_mut().insert(Entry { gen, state });
+        (key, gen)
+    }
+
+    /// Submits a multishot operation, its entry a stream of completions.
+    fn submit_multishot<T: Multishot>(self: &Rc<Self>, mut op: T) -> Subscription<T> {
+        let (key, gen) = self.insert_with(State::Stream {
+            queue: VecDeque::new(),
+            waker: None,
+            ended: false,
+        });
+        self.push_op(key, gen, &mut op);
+        Subscription {
+            inner: self.clone(),
+            key,
+            gen,
+            op: Some(op),
+        }
+    }
+
+    /// Hands an operation to the backend; one that cannot be submitted completes with its
+    /// error. A push that had to flush a full SQ (or an epoll operation that completed inline)
+    /// may have produced completions: dispatch them.
+    #[inline]
+    fn push_op<T: Op>(&self, key: usize, gen: u32, op: &mut T) {
         let ud = user_data(key, gen);
         StatsCells::bump(&self.stats.submitted);
         let res = self
             .driver
             .borrow_mut()
-            .submit(ud, &mut op, &self.ctx(), &self.stats);
+            .submit(ud, op, &self.ctx(), &self.stats);
         if let Err(errno) = res {
             self.complete_now(key, -errno);
         }
-        // A push that had to flush a full SQ (or an epoll operation that completed inline)
-        // may have produced completions.
         if self.driver.borrow().has_completions() {
             self.dispatch();
         }
+    }
+
+    #[inline]
+    fn submit<T: Op>(self: &Rc<Self>, mut op: T) -> Ticket<T> {
+        let (key, gen) = self.insert();
+        self.push_op(key, gen, &mut op);
         Ticket {
             inner: self.clone(),
             key,
@@ -476,7 +532,13 @@ impl Inner {
     /// Completes an operation that never reached the kernel.
     fn complete_now(&self, key: usize, res: i32) {
         if let Some(e) = self.ops.borrow_mut().get_mut(key) {
-            e.state = State::Done { res, flags: 0 };
+            match &mut e.state {
+                State::Stream { queue, ended, .. } => {
+                    queue.push_back((res, 0));
+                    *ended = true;
+                }
+                s => *s = State::Done { res, flags: 0 },
+            }
         }
         StatsCells::bump(&self.stats.completed);
     }
@@ -517,6 +579,29 @@ impl Inner {
                 if entry.gen != gen {
                     continue;
                 }
+                let more = flags & CQE_F_MORE != 0;
+                match &mut entry.state {
+                    State::Stream {
+                        queue,
+                        waker,
+                        ended,
+                    } => {
+                        queue.push_back((res, flags));
+                        if !more {
+                            *ended = true;
+                            n += 1;
+                        }
+                        if let Some(w) = waker.take() {
+                            wakers.push(w);
+                        }
+                        continue;
+                    }
+                    State::Ignored(op) if more => {
+                        op.partial(res, flags);
+                        continue;
+                    }
+                    _ => {}
+                }
                 n += 1;
                 match std::mem::replace(&mut entry.state, State::Done { res, flags }) {
                     State::Waiting(w) => wakers.push(w),
@@ -524,7 +609,7 @@ impl Inner {
                         ops.remove(key);
                         finished.push((op, res, flags));
                     }
-                    State::Pending | State::Done { .. } => {}
+                    State::Pending | State::Done { .. } | State::Stream { .. } => {}
                 }
             }
         }
@@ -852,6 +937,120 @@ impl fmt::Debug for Chain<'_> {
         f.debug_struct("Chain")
             .field("link", &self.link)
             .field("len", &self.items.len())
+            .finish()
+    }
+}
+
+/// The stream of a multishot operation's items ([`Engine::submit_multishot`]).
+///
+/// Each completion becomes one item, in order; the last one (the kernel's final completion,
+/// often an error such as `ECANCELED` or `ENOBUFS`) ends the stream, after which
+/// [`next`](Subscription::next) gives `None`. Dropping the subscription cancels the operation;
+/// items that arrive afterwards are built and dropped by the engine (an accepted socket is
+/// closed), and the operation's resources are released after its final completion.
+#[must_use = "dropping a Subscription cancels its operation"]
+pub struct Subscription<T: Multishot> {
+    inner: Rc<Inner>,
+    key: usize,
+    gen: u32,
+    op: Option<T>,
+}
+
+impl<T: Multishot> Subscription<T> {
+    /// The next item, or `None` once the stream has ended.
+    pub async fn next(&mut self) -> Option<T::Item> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// Polls for the next item; registers the task's waker while there is none.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<T::Item>> {
+        let Some(op) = self.op.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let next = {
+            let mut ops = self.inner.ops.borrow_mut();
+            let Some(e) = ops.get_mut(self.key).filter(|e| e.gen == self.gen) else {
+                return Poll::Ready(None);
+            };
+            let State::Stream {
+                queue,
+                waker,
+                ended,
+            } = &mut e.state
+            else {
+                return Poll::Ready(None);
+            };
+            match queue.pop_front() {
+                Some(c) => Some(c),
+                None if *ended => None,
+                None => {
+                    match waker {
+                        Some(w) if w.will_wake(cx.waker()) => {}
+                        w => *w = Some(cx.waker().clone()),
+                    }
+                    return Poll::Pending;
+                }
+            }
+        };
+        match next {
+            Some((res, flags)) => Poll::Ready(Some(op.item(res, flags))),
+            None => {
+                self.inner.ops.borrow_mut().remove(self.key);
+                self.op = None;
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    /// Asks the engine to stop the operation; the stream then ends (usually with an
+    /// `ECANCELED` item).
+    pub fn cancel(&self) {
+        if self.op.is_some() {
+            self.inner.cancel(user_data(self.key, self.gen));
+        }
+    }
+
+    /// True once the final completion has been consumed.
+    pub fn is_ended(&self) -> bool {
+        self.op.is_none()
+    }
+}
+
+impl<T: Multishot> Drop for Subscription<T> {
+    fn drop(&mut self) {
+        let Some(mut op) = self.op.take() else { return };
+        let (queued, ended) = {
+            let mut ops = self.inner.ops.borrow_mut();
+            let Some(e) = ops.get_mut(self.key).filter(|e| e.gen == self.gen) else {
+                return;
+            };
+            let (queued, ended) = match &mut e.state {
+                State::Stream { queue, ended, .. } => (std::mem::take(queue), *ended),
+                _ => (VecDeque::new(), true),
+            };
+            if ended {
+                ops.remove(self.key);
+            }
+            (queued, ended)
+        };
+        // Items delivered but never taken: build and drop them (outside the borrow).
+        for (res, flags) in queued {
+            drop(op.item(res, flags));
+        }
+        if !ended {
+            if let Some(e) = self.inner.ops.borrow_mut().get_mut(self.key) {
+                e.state = State::Ignored(Box::new(AbandonedStream(op)));
+            }
+            self.inner.cancel(user_data(self.key, self.gen));
+        }
+    }
+}
+
+impl<T: Multishot> fmt::Debug for Subscription<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("user_data", &user_data(self.key, self.gen))
+            .field("ended", &self.is_ended())
             .finish()
     }
 }

@@ -47,6 +47,6 @@ mod stats;
 pub mod time;
 
 pub use capability::{Backend, Feature, Features, Report, Status};
-pub use engine::{BackendChoice, Builder, Chain, Engine, Ticket};
+pub use engine::{BackendChoice, Builder, Chain, Engine, Subscription, Ticket};
 pub use fd::{Fd, FixedFile};
 pub use stats::Stats;

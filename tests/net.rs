@@ -188,3 +188,88 @@ both_backends! {
         assert!(e.to_string().contains(&addr.to_string()), "{e}");
     }
 }
+
+mod multishot {
+    use super::*;
+    use trueio::op;
+
+    both_backends! {
+        fn incoming_accepts_every_connection_from_one_submission(b: Builder) {
+            let _watchdog = util::Watchdog::arm("incoming", Duration::from_secs(30));
+            let rt = Runtime::with_builder(b).unwrap();
+            rt.block_on(async {
+                let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+                let addr = listener.local_addr();
+                let clients: Vec<_> = (0..20)
+                    .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
+                    .collect();
+                let submitted = rt::engine().stats().submitted;
+                let mut incoming = listener.incoming();
+                let mut peers = Vec::new();
+                for _ in 0..clients.len() {
+                    let s = incoming.next().await.expect("accept");
+                    peers.push(s.peer_addr().unwrap());
+                }
+                let mut want: Vec<_> = clients.iter().map(|c| c.local_addr().unwrap()).collect();
+                want.sort();
+                peers.sort();
+                assert_eq!(peers, want, "every client accepted once");
+                let accepts = rt::engine().stats().submitted - submitted;
+                assert!(accepts <= 2, "one multishot submission, not one per connection: {accepts}");
+            });
+        }
+
+        fn cancelling_a_multishot_accept_ends_its_stream_cleanly(b: Builder) {
+            let _watchdog = util::Watchdog::arm("multishot cancel", Duration::from_secs(30));
+            let rt = Runtime::with_builder(b).unwrap();
+            rt.block_on(async {
+                let engine = rt::engine();
+                let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                listener.set_nonblocking(true).unwrap();
+                // Let the runtime settle (it keeps a read of its own pending once it waited).
+                time::sleep(Duration::from_millis(1)).await;
+                let before = engine.in_flight();
+                let mut sub = engine.submit_multishot(op::AcceptMulti::new(&listener));
+                let _c = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+                let first = sub.next().await.expect("an item").expect("a connection");
+                drop(first);
+                sub.cancel();
+                match sub.next().await {
+                    Some(Err(e)) => assert_eq!(e.raw_os_error(), Some(libc::ECANCELED)),
+                    other => panic!("the final item is ECANCELED, got {other:?}"),
+                }
+                assert!(sub.next().await.is_none(), "nothing after the final completion");
+                assert!(sub.is_ended());
+                assert_eq!(engine.in_flight(), before, "the operation left the table");
+            });
+        }
+
+        fn connections_accepted_after_the_subscription_is_dropped_are_closed(b: Builder) {
+            let _watchdog = util::Watchdog::arm("abandoned multishot", Duration::from_secs(30));
+            let rt = Runtime::with_builder(b).unwrap();
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let clients: Vec<_> = (0..3)
+                .map(|_| {
+                    let c = std::net::TcpStream::connect(addr).unwrap();
+                    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    c
+                })
+                .collect();
+            rt.block_on(async {
+                let engine = rt::engine();
+                let sub = engine.submit_multishot(op::AcceptMulti::new(&listener));
+                // Let the accepts complete into the subscription's queue, untaken.
+                time::sleep(Duration::from_millis(50)).await;
+                drop(sub);
+                time::sleep(Duration::from_millis(50)).await;
+            });
+            for mut c in clients {
+                let mut b = [0u8; 1];
+                let n = c.read(&mut b).expect("EOF, not a timeout: the accepted socket was closed");
+                assert_eq!(n, 0);
+            }
+        }
+    }
+}

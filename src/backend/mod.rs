@@ -29,6 +29,10 @@ use crate::stats::StatsCells;
 pub(crate) mod epoll;
 pub(crate) mod uring;
 
+/// `IORING_CQE_F_MORE`: more completions will follow for this request (multishot). The epoll
+/// backend sets it the same way.
+pub(crate) const CQE_F_MORE: u32 = 1 << 1;
+
 /// A completion as a backend hands it to the engine: (user_data, result, CQE flags).
 pub(crate) type RawCompletion = (u64, i32, u32);
 

@@ -32,7 +32,7 @@ use std::rc::Rc;
 
 use crate::buf::{resume, IoBuf, IoBufMut};
 use crate::op::net::{socket_addr_from_storage, socket_addr_to_storage};
-use crate::{op, rt, Engine, Fd};
+use crate::{op, rt, Engine, Fd, Subscription};
 
 /// How a listener is set up.
 #[derive(Debug, Clone, Copy)]
@@ -170,6 +170,66 @@ impl TcpListener {
             },
             peer,
         ))
+    }
+}
+
+impl TcpListener {
+    /// A stream of accepted connections from one multishot accept (5.19; a plain accept per
+    /// connection on older kernels, chosen at the first `EINVAL`).
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming {
+            listener: self,
+            sub: None,
+            single: false,
+            worked: false,
+        }
+    }
+}
+
+/// Accepted connections, from [`TcpListener::incoming`].
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    listener: &'a TcpListener,
+    sub: Option<Subscription<op::AcceptMulti>>,
+    /// Multishot accept refused (kernel before 5.19): one accept per connection.
+    single: bool,
+    /// A multishot accept has worked on this listener.
+    worked: bool,
+}
+
+impl Incoming<'_> {
+    /// The next connection. An error (EMFILE, say) is returned once; the next call accepts
+    /// again.
+    pub async fn next(&mut self) -> io::Result<TcpStream> {
+        let l = self.listener;
+        loop {
+            if self.single {
+                return l.accept().await.map(|(s, _)| s);
+            }
+            let sub = self.sub.get_or_insert_with(|| {
+                l.engine
+                    .submit_multishot(op::AcceptMulti::new(Fd::Shared(l.fd.clone())))
+            });
+            match sub.next().await {
+                Some(Ok(fd)) => {
+                    self.worked = true;
+                    return Ok(TcpStream {
+                        fd: Rc::new(fd),
+                        engine: l.engine.clone(),
+                    });
+                }
+                // An error ends a multishot request: the next call starts a new one.
+                Some(Err(e)) => {
+                    self.sub = None;
+                    if e.raw_os_error() == Some(libc::EINVAL) && !self.worked {
+                        self.single = true;
+                        continue;
+                    }
+                    return Err(e);
+                }
+                None => self.sub = None,
+            }
+        }
     }
 }
 

@@ -43,7 +43,7 @@ pub use close::Close;
 pub use fallocate::Fallocate;
 pub use fixed::{ReadFixed, WriteFixed};
 pub use fsync::Fsync;
-pub use net::{Accept, Connect, Recv, Send, Shutdown};
+pub use net::{Accept, AcceptMulti, Connect, Recv, Send, Shutdown};
 pub use nop::Nop;
 pub use open::{OpenAt2, OpenAt2Direct, OpenHow};
 pub use poll::PollAdd;
@@ -79,6 +79,17 @@ pub trait Op: 'static + Sized {
     #[doc(hidden)]
     /// Turns the raw result (a count, or a negated errno) into the output.
     fn complete(self, res: i32, flags: u32) -> Self::Output;
+}
+
+/// An operation that completes many times from one submission (multishot), each completion
+/// an item of its [`Subscription`](crate::Subscription).
+pub trait Multishot: Op {
+    /// What each completion gives.
+    type Item;
+
+    #[doc(hidden)]
+    /// Turns one completion into an item.
+    fn item(&mut self, res: i32, flags: u32) -> Self::Item;
 }
 
 /// What an operation may ask of the engine while it is built.
@@ -135,6 +146,13 @@ pub enum Plan {
     },
     /// Always on the blocking pool (open, statx, fsync, fallocate, close).
     Pool(Syscall),
+    /// A multishot call on `fd`: every success is a completion with more to follow; retried
+    /// until it would block, then again on readiness; an error ends it.
+    Multi {
+        sys: Syscall,
+        fd: RawFd,
+        interest: Interest,
+    },
     /// Wait until `fd` reports any of the poll(2) `events`, then complete with the revents.
     Poll { fd: RawFd, events: u32 },
     /// A timer: complete with -ETIME after `after`, or 0 once `count` other operations

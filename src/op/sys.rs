@@ -76,7 +76,8 @@ pub enum Syscall {
         flags: u32,
     },
     /// `accept4(SOCK_CLOEXEC | SOCK_NONBLOCK)`, non-blocking even on a listener in blocking
-    /// mode; `addr` and `len` point into the operation's boxed peer address.
+    /// mode; `addr` and `len` point into the operation's boxed peer address, or are both null
+    /// (multishot accept, which reports no address).
     Accept {
         fd: RawFd,
         addr: *mut libc::sockaddr_storage,
@@ -209,9 +210,12 @@ impl Syscall {
             }
             Syscall::Accept { fd, addr, len } => {
                 let accept = || {
-                    // SAFETY: `len` points into the operation's boxed peer address.
-                    unsafe { *len = std::mem::size_of::<libc::sockaddr_storage>() as _ };
-                    // SAFETY: `addr` points to that box's sockaddr_storage, `*len` bytes long.
+                    if !len.is_null() {
+                        // SAFETY: `len` points into the operation's boxed peer address.
+                        unsafe { *len = std::mem::size_of::<libc::sockaddr_storage>() as _ };
+                    }
+                    // SAFETY: `addr` points to that box's sockaddr_storage, `*len` bytes long, or
+                    // both are null (no address wanted).
                     let r = unsafe {
                         libc::accept4(
                             fd,

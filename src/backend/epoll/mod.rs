@@ -28,7 +28,7 @@ use trueio_fallback::{
     TimerHeap, TimerId, Waker,
 };
 
-use super::{Item, Link, RawCompletion};
+use super::{Item, Link, RawCompletion, CQE_F_MORE};
 use crate::buf::BufPool;
 use crate::capability::{Backend, Feature, Report, Status};
 use crate::engine::Builder;
@@ -373,6 +373,7 @@ impl Driver {
         match plan {
             Plan::Done(res) => self.complete(ud, res, stats),
             Plan::Io { .. } => self.try_io(ud, stats),
+            Plan::Multi { .. } => self.try_multi(ud, stats),
             Plan::Pool(sys) => self.send_to_pool(ud, sys, stats),
             Plan::Poll { fd, events } => self.try_poll(ud, fd, events, stats),
             Plan::Timer { after, count } => {
@@ -499,6 +500,33 @@ impl Driver {
             },
             Err(e) => self.complete(ud, -e, stats),
         }
+    }
+
+    /// A multishot call: every success is a completion with `CQE_F_MORE`, drained until the
+    /// call would block (edge-triggered readiness), at most `MULTI_BATCH` per round; an error
+    /// is the final completion.
+    fn try_multi(&mut self, ud: u64, stats: &StatsCells) {
+        const MULTI_BATCH: usize = 64;
+        let Some(Plan::Multi { sys, fd, interest }) = self.ops.get(&ud).map(|p| p.plan) else {
+            return;
+        };
+        for _ in 0..MULTI_BATCH {
+            StatsCells::bump(&stats.syscalls);
+            let r = sys.run(true);
+            if r == -libc::EAGAIN {
+                return self.wait_or_fail(ud, fd, interest, stats);
+            }
+            if r < 0 {
+                return self.complete(ud, r, stats);
+            }
+            StatsCells::bump(&stats.inline_completions);
+            self.done.push((ud, r, CQE_F_MORE));
+        }
+        // More may be waiting: go on next round, after the others had their turn.
+        if let Some(p) = self.ops.get_mut(&ud) {
+            p.state = State::Ready;
+        }
+        self.ready.push_back(ud);
     }
 
     fn try_poll(&mut self, ud: u64, fd: RawFd, events: u32, stats: &StatsCells) {
@@ -790,11 +818,17 @@ impl Driver {
         Ok(0)
     }
 
+    /// Retries the operations that became ready. Only those queued at the start: a multishot
+    /// operation that requeues itself waits for the next round, so it cannot starve others.
     fn run_ready(&mut self, stats: &StatsCells) {
-        while let Some(ud) = self.ready.pop_front() {
+        for _ in 0..self.ready.len() {
+            let Some(ud) = self.ready.pop_front() else {
+                break;
+            };
             let Some(p) = self.ops.get(&ud) else { continue };
             match p.plan {
                 Plan::Io { .. } => self.try_io(ud, stats),
+                Plan::Multi { .. } => self.try_multi(ud, stats),
                 Plan::Poll { fd, events } => self.try_poll(ud, fd, events, stats),
                 _ => {}
             }
