@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use crate::backend::{Driver, Link, RawCompletion, CQE_F_MORE};
-use crate::buf::{BufPool, FixedBuf};
+use crate::buf::{BufPool, BufRing, FixedBuf};
 use crate::capability::{Backend, Feature, Features, Report};
 use crate::fd::{FileTable, FixedFile};
 use crate::op::{BuildCtx, Multishot, Op};
@@ -189,6 +189,7 @@ impl Builder {
                 bufs,
                 report,
                 generation: Cell::new(0),
+                next_bgid: Cell::new(0),
                 wakers: RefCell::new(Vec::with_capacity(64)),
                 reaped: RefCell::new(Vec::with_capacity(256)),
                 finished: RefCell::new(Vec::new()),
@@ -233,6 +234,8 @@ pub(crate) struct Inner {
     pub(crate) bufs: Option<BufPool>,
     pub(crate) report: Report,
     generation: Cell<u32>,
+    /// The next provided-buffer group id.
+    next_bgid: Cell<u16>,
     /// Wakers collected while dispatching, woken after every borrow is released.
     wakers: RefCell<Vec<Waker>>,
     /// Completions taken from the backend, dispatched after the driver borrow ends.
@@ -394,6 +397,21 @@ impl Engine {
                 "no registered buffer pool: build the engine with fixed_buffers(count, size)",
             )),
         }
+    }
+
+    /// A ring of `entries` provided buffers of `buf_size` bytes (page-rounded) for multishot
+    /// receives ([`RecvMulti`](crate::op::RecvMulti)). On io_uring it needs Linux 5.19
+    /// (`IORING_REGISTER_PBUF_RING`) and fails with a clear error before; on the epoll backend
+    /// it is emulated. The engine keeps the ring's memory as long as it lives.
+    pub fn buf_ring(&self, entries: u16, buf_size: usize) -> io::Result<BufRing> {
+        let inner = &self.inner;
+        let bgid = inner.next_bgid.get();
+        inner.next_bgid.set(bgid.wrapping_add(1));
+        let ring = inner
+            .driver
+            .borrow_mut()
+            .buf_ring(bgid, entries, buf_size)?;
+        Ok(BufRing { inner: ring })
     }
 
     /// Puts `fd` in a free slot of the fixed-file table and returns the slot. Operations on a

@@ -273,3 +273,69 @@ mod multishot {
         }
     }
 }
+
+mod provided_buffers {
+    use super::*;
+
+    both_backends! {
+        fn a_burst_larger_than_the_ring_arrives_whole_and_in_order(b: Builder) {
+            let _watchdog = util::Watchdog::arm("provided buffers", Duration::from_secs(60));
+            const TOTAL: usize = 256 * 1024;
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let data = util::pattern(TOTAL, 11);
+            let sent = data.clone();
+            let peer = std::thread::spawn(move || {
+                let (mut s, _) = listener.accept().unwrap();
+                s.write_all(&sent).unwrap();
+                // Closing ends the stream: the receiver sees an empty item.
+            });
+            let rt = Runtime::with_builder(b).unwrap();
+            let (got, enobufs) = rt.block_on(async {
+                let engine = rt::engine();
+                let ring = match engine.buf_ring(4, 4096) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        util::skip(&format!("no provided-buffer ring here: {e}"));
+                        return (data.clone(), 1);
+                    }
+                };
+                let stream = TcpStream::connect(addr).await.unwrap();
+                let mut got = Vec::with_capacity(TOTAL);
+                let mut enobufs = 0;
+                'outer: loop {
+                    let mut sub = stream.read_multi(&ring);
+                    // Hold every buffer until the ring runs dry: the receive must stop with
+                    // ENOBUFS, not drop data.
+                    let mut held: Vec<trueio::buf::RingBuf> = Vec::new();
+                    while let Some(item) = sub.next().await {
+                        match item {
+                            Ok(buf) if buf.is_empty() => {
+                                for b in held.drain(..) {
+                                    got.extend_from_slice(&b[..]);
+                                }
+                                assert!(sub.next().await.is_none(), "nothing after the end");
+                                break 'outer;
+                            }
+                            Ok(buf) => held.push(buf),
+                            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                                enobufs += 1;
+                                assert!(held.len() <= 4, "more buffers out than the ring has");
+                            }
+                            Err(e) => panic!("receive failed: {e}"),
+                        }
+                    }
+                    assert!(sub.is_ended());
+                    for b in held.drain(..) {
+                        got.extend_from_slice(&b[..]);
+                    }
+                }
+                (got, enobufs)
+            });
+            peer.join().unwrap();
+            assert_eq!(got.len(), data.len(), "every byte arrives");
+            assert!(got == data, "in order, byte-exact");
+            assert!(enobufs > 0, "a 4-buffer ring must run dry on a 256 KiB burst");
+        }
+    }
+}

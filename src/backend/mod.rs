@@ -208,6 +208,19 @@ impl Driver {
         Ok(())
     }
 
+    /// Creates a provided-buffer ring; the driver keeps it alive as long as its ring.
+    pub(crate) fn buf_ring(
+        &mut self,
+        bgid: u16,
+        entries: u16,
+        buf_size: usize,
+    ) -> io::Result<std::rc::Rc<crate::buf::ring::RingInner>> {
+        match self {
+            Driver::Uring(d) => d.buf_ring(bgid, entries, buf_size),
+            Driver::Epoll(d) => d.buf_ring(bgid, entries, buf_size),
+        }
+    }
+
     pub(crate) fn fail_next_enter(&mut self, fd: i32) {
         if let Driver::Uring(d) = self {
             d.fail_next_enter(fd);

@@ -17,10 +17,12 @@
 mod aligned;
 mod fixed;
 pub(crate) mod resume;
+pub(crate) mod ring;
 mod slice;
 
 pub use aligned::AlignedBuf;
 pub use fixed::{BufPool, FixedBuf};
+pub use ring::{BufRing, RingBuf};
 pub use slice::Slice;
 
 /// A buffer the kernel may read from while an operation is in flight.

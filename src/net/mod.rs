@@ -30,7 +30,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 
-use crate::buf::{resume, IoBuf, IoBufMut};
+use crate::buf::{resume, BufRing, IoBuf, IoBufMut};
 use crate::op::net::{socket_addr_from_storage, socket_addr_to_storage};
 use crate::{op, rt, Engine, Fd, Subscription};
 
@@ -269,6 +269,15 @@ impl TcpStream {
     /// Receives into `buf` (from its start, up to its capacity); 0 is the end of the stream.
     pub async fn read<B: IoBufMut>(&self, buf: B) -> (io::Result<usize>, B) {
         self.engine.submit(op::Recv::new(self.target(), buf)).await
+    }
+
+    /// Receives continuously into buffers of `ring`, from one multishot submission (see
+    /// [`op::RecvMulti`]): each item holds the next bytes of the stream; an empty item is the
+    /// end of the stream; `ENOBUFS` ends the subscription when every buffer is out (drop some
+    /// and call again: nothing is lost).
+    pub fn read_multi(&self, ring: &BufRing) -> Subscription<op::RecvMulti> {
+        self.engine
+            .submit_multishot(op::RecvMulti::new(self.target(), ring))
     }
 
     /// Sends the initialised bytes of `buf`; the count may be short.

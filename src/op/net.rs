@@ -19,7 +19,7 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use io_uring::{opcode, squeue};
 
 use super::{result, with_target, BuildCtx, Interest, Multishot, Op, Plan, Syscall, MAX_IO};
-use crate::buf::{IoBuf, IoBufMut};
+use crate::buf::{BufRing, IoBuf, IoBufMut, RingBuf};
 use crate::fd::Fd;
 
 /// The size of `sockaddr_storage`, as a `socklen_t`.
@@ -172,6 +172,75 @@ impl Multishot for AcceptMulti {
         let fd = result(res)? as RawFd;
         // SAFETY: a non-negative accept result is a new descriptor that nothing else owns.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+}
+
+/// Receives on a connected socket until the stream ends, from one submission, into buffers
+/// the kernel picks from a [`BufRing`] (`IORING_OP_RECV` multishot with a provided-buffer
+/// ring, Linux 6.0; emulated on the epoll backend).
+///
+/// Each item is a [`RingBuf`] with the bytes received, in order; an empty one means the peer
+/// closed its end (the last item). The stream also ends with an error item, notably `ENOBUFS`
+/// when every buffer of the ring is out: drop (consume) buffers and submit again, nothing
+/// received is lost.
+#[derive(Debug)]
+pub struct RecvMulti {
+    fd: Fd,
+    ring: BufRing,
+}
+
+impl RecvMulti {
+    /// Receives on `socket` into buffers of `ring`.
+    pub fn new(socket: impl Into<Fd>, ring: &BufRing) -> RecvMulti {
+        RecvMulti {
+            fd: socket.into(),
+            ring: ring.clone(),
+        }
+    }
+}
+
+impl Op for RecvMulti {
+    /// Nothing: the items carry the data.
+    type Output = ();
+
+    fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
+        self.fd.owner()
+    }
+
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+        let RecvMulti { fd, ring } = self;
+        let group = ring.group();
+        Ok(with_target!(ctx.target(fd)?, |f| opcode::RecvMulti::new(
+            f, group
+        )
+        .build()))
+    }
+
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+        let fd = ctx.raw(self.fd.target())?;
+        Ok(Plan::Multi {
+            sys: Syscall::RecvRing {
+                fd,
+                ring: std::rc::Rc::as_ptr(&self.ring.inner).cast(),
+            },
+            fd,
+            interest: Interest::Read,
+        })
+    }
+
+    fn complete(self, _res: i32, _flags: u32) -> Self::Output {}
+}
+
+impl Multishot for RecvMulti {
+    type Item = io::Result<RingBuf>;
+
+    fn item(&mut self, res: i32, flags: u32) -> Self::Item {
+        let n = result(res)? as usize;
+        match self.ring.buffer_of(n, flags) {
+            Some(buf) => Ok(buf),
+            // No buffer: the end of the stream (0 bytes).
+            None => Ok(RingBuf::empty(&self.ring)),
+        }
     }
 }
 

@@ -100,6 +100,14 @@ pub enum Syscall {
     },
     /// `recv(MSG_DONTWAIT)`.
     Recv { fd: RawFd, buf: *mut u8, len: usize },
+    /// `recv` into a buffer taken from an emulated provided-buffer ring (multishot receive
+    /// on the epoll backend). Runs only inline on the engine's thread (never on the pool):
+    /// the ring is the thread's own, kept alive by the driver.
+    RecvRing {
+        fd: RawFd,
+        /// The `RingInner` (opaque here: the type is crate-private).
+        ring: *const (),
+    },
     /// `shutdown` (`how` is `SHUT_RD`, `SHUT_WR` or `SHUT_RDWR`).
     Shutdown { fd: RawFd, how: i32 },
 }
@@ -269,6 +277,31 @@ impl Syscall {
                 let r = unsafe { libc::shutdown(fd, how) };
                 ret(r as isize)
             }
+            Syscall::RecvRing { .. } => self.run_multi().0,
+        }
+    }
+
+    /// Runs a multishot step: the result and the completion flags it carries (the provided
+    /// buffer it filled, for `RecvRing`).
+    pub(crate) fn run_multi(&self) -> (i32, u32) {
+        let Syscall::RecvRing { fd, ring } = *self else {
+            return (self.run(true), 0);
+        };
+        // SAFETY: the driver keeps every emulated ring alive for its whole life and runs this
+        // only on its own thread (see the variant's docs).
+        let ring = unsafe { &*ring.cast::<crate::buf::ring::RingInner>() };
+        let Some((bid, buf, len)) = ring.take() else {
+            // Every buffer is out: as io_uring, end the multishot receive.
+            return (-libc::ENOBUFS, 0);
+        };
+        // SAFETY: `buf` is a free buffer of `len` bytes of the ring's arena, ours until the
+        // completion hands it to the caller (or it is given back just below).
+        let r = ret(unsafe { libc::recv(fd, buf.cast(), len, libc::MSG_DONTWAIT) });
+        if r > 0 {
+            (r, crate::buf::BufRing::flags_for(bid))
+        } else {
+            ring.untake(bid);
+            (r, 0)
         }
     }
 }
@@ -285,6 +318,7 @@ impl Syscall {
                 | Syscall::Send { .. }
                 | Syscall::Recv { .. }
                 | Syscall::Shutdown { .. }
+                | Syscall::RecvRing { .. }
         )
     }
 }

@@ -20,7 +20,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{OwnedFd, RawFd};
-use std::rc::Weak;
+use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use trueio_fallback::{
@@ -53,6 +53,8 @@ pub(crate) struct Driver {
     /// Timers that also end after a number of completions.
     counting: Vec<u64>,
     done: Vec<RawCompletion>,
+    /// Emulated provided-buffer rings, kept alive as long as the driver.
+    buf_rings: Vec<Rc<crate::buf::ring::RingInner>>,
     pool_done: Vec<Done<Syscall>>,
     nowait: bool,
 }
@@ -249,6 +251,7 @@ impl Driver {
                 overflow: VecDeque::new(),
                 counting: Vec::new(),
                 done: Vec::new(),
+                buf_rings: Vec::new(),
                 pool_done: Vec::new(),
                 nowait,
             },
@@ -276,6 +279,19 @@ impl Driver {
                 owner: None,
             },
         );
+    }
+
+    pub(crate) fn buf_ring(
+        &mut self,
+        bgid: u16,
+        entries: u16,
+        buf_size: usize,
+    ) -> io::Result<Rc<crate::buf::ring::RingInner>> {
+        let ring = Rc::new(crate::buf::ring::RingInner::new(
+            bgid, entries, buf_size, false,
+        )?);
+        self.buf_rings.push(ring.clone());
+        Ok(ring)
     }
 
     fn set_owner(&mut self, ud: u64, owner: Option<Weak<OwnedFd>>) {
@@ -512,15 +528,17 @@ impl Driver {
         };
         for _ in 0..MULTI_BATCH {
             StatsCells::bump(&stats.syscalls);
-            let r = sys.run(true);
+            let (r, flags) = sys.run_multi();
             if r == -libc::EAGAIN {
                 return self.wait_or_fail(ud, fd, interest, stats);
             }
-            if r < 0 {
+            // An error ends the stream; so does the end of a received stream (0 bytes).
+            let ends = r < 0 || (r == 0 && matches!(sys, Syscall::RecvRing { .. }));
+            if ends {
                 return self.complete(ud, r, stats);
             }
             StatsCells::bump(&stats.inline_completions);
-            self.done.push((ud, r, CQE_F_MORE));
+            self.done.push((ud, r, CQE_F_MORE | flags));
         }
         // More may be waiting: go on next round, after the others had their turn.
         if let Some(p) = self.ops.get_mut(&ud) {

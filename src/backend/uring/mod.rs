@@ -39,6 +39,8 @@ pub(crate) struct Driver {
     wait_ts: Box<io_uring::types::Timespec>,
     /// Cancels that found the SQ full and the ring refusing a flush; retried on every wait.
     deferred_cancels: Vec<u64>,
+    /// Provided-buffer rings registered with this ring: kept mapped as long as the ring.
+    buf_rings: Vec<std::rc::Rc<crate::buf::ring::RingInner>>,
     /// Keeps the registered arena mapped for as long as the ring may use it.
     bufs: Option<BufPool>,
 }
@@ -335,6 +337,33 @@ impl Driver {
             }
             self.deferred_cancels.pop();
         }
+    }
+
+    pub(crate) fn buf_ring(
+        &mut self,
+        bgid: u16,
+        entries: u16,
+        buf_size: usize,
+    ) -> io::Result<std::rc::Rc<crate::buf::ring::RingInner>> {
+        let ring = crate::buf::ring::RingInner::new(bgid, entries, buf_size, true)?;
+        let addr = ring.ring_addr().unwrap_or(0);
+        // SAFETY: `addr` is the ring mapping of `entries` entries made above; it stays mapped
+        // for as long as this driver's ring exists (kept in `buf_rings`).
+        unsafe {
+            self.ring
+                .submitter()
+                .register_buf_ring_with_flags(addr, ring.entries(), bgid, 0)
+        }
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("registering a provided-buffer ring (needs Linux 5.19): {e}"),
+            )
+        })?;
+        ring.fill();
+        let ring = std::rc::Rc::new(ring);
+        self.buf_rings.push(ring.clone());
+        Ok(ring)
     }
 
     pub(crate) fn install_file(&mut self, slot: u32, fd: OwnedFd) -> io::Result<()> {

@@ -455,6 +455,7 @@ impl Driver {
             cqes: Vec::with_capacity(cq as usize),
             wait_ts: Box::new(io_uring::types::Timespec::new()),
             deferred_cancels: Vec::new(),
+            buf_rings: Vec::new(),
             bufs: bufs.cloned(),
         };
         Ok((driver, report))
