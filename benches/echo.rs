@@ -23,36 +23,67 @@ fn pin(cpu: usize) {
 }
 
 fn serve_trueio(backend: trueio::BackendChoice, addr: SocketAddr) {
-    use trueio::buf::IoBuf;
     use trueio::net::{TcpListener, TcpStream};
     use trueio::rt::{self, Runtime};
     let rt = Runtime::with_builder(trueio::Engine::builder().backend(backend)).expect("runtime");
     rt.block_on(async move {
         let listener = TcpListener::bind(addr).expect("bind");
+        // One ring of provided buffers for every connection: a receive takes a buffer only
+        // when data arrives, and the echo sends straight from it.
+        let ring = rt::engine().buf_ring(2048, 8192).ok();
         println!("ready");
+        let mut incoming = listener.incoming();
         loop {
-            let Ok((s, _)) = listener.accept().await else {
+            let Ok(s) = incoming.next().await else {
                 continue;
             };
+            let ring = ring.clone();
             drop(rt::spawn(async move {
                 let s: TcpStream = s;
                 let _ = s.set_nodelay(true);
-                let mut buf = vec![0u8; 8192];
-                loop {
-                    let (r, b) = s.read(buf).await;
-                    let n = match r {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    let (r, b) = s.write_all(b.slice(..n)).await;
-                    if r.is_err() {
-                        return;
-                    }
-                    buf = b.into_inner();
+                match ring {
+                    Some(ring) => echo_multishot(&s, &ring).await,
+                    None => echo_plain(&s).await,
                 }
             }));
         }
     });
+}
+
+async fn echo_multishot(s: &trueio::net::TcpStream, ring: &trueio::buf::BufRing) {
+    loop {
+        let mut sub = s.read_multi(ring);
+        while let Some(item) = sub.next().await {
+            match item {
+                Ok(buf) if buf.is_empty() => return,
+                Ok(buf) => {
+                    if s.write_all(buf).await.0.is_err() {
+                        return;
+                    }
+                }
+                // Out of buffers: they come back as sends finish; receive again.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+async fn echo_plain(s: &trueio::net::TcpStream) {
+    use trueio::buf::IoBuf;
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let (r, b) = s.read(buf).await;
+        let n = match r {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let (r, b) = s.write_all(b.slice(..n)).await;
+        if r.is_err() {
+            return;
+        }
+        buf = b.into_inner();
+    }
 }
 
 fn serve_tokio(addr: SocketAddr) {

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use trueio::buf::IoBuf;
+use trueio::buf::{BufRing, IoBuf};
 use trueio::net::{ListenOptions, TcpListener, TcpStream};
 use trueio::{rt, BackendChoice, Engine};
 
@@ -55,8 +55,33 @@ fn parse() -> Result<Args, String> {
     Ok(args)
 }
 
-async fn serve(stream: TcpStream) {
+/// Echoes one connection: with a ring of provided buffers, one multishot receive serves the
+/// whole connection and each echo is sent straight from the buffer the data arrived in.
+async fn serve(stream: TcpStream, ring: Option<BufRing>) {
     let _ = stream.set_nodelay(true);
+    let Some(ring) = ring else {
+        return serve_plain(stream).await;
+    };
+    loop {
+        let mut received = stream.read_multi(&ring);
+        while let Some(item) = received.next().await {
+            match item {
+                Ok(buf) if buf.is_empty() => return,
+                Ok(buf) => {
+                    if stream.write_all(buf).await.0.is_err() {
+                        return;
+                    }
+                }
+                // Every buffer is out: they come back as sends finish; receive again.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Without provided buffers (before 5.19): a buffer per connection.
+async fn serve_plain(stream: TcpStream) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let (r, b) = stream.read(buf).await;
@@ -98,11 +123,20 @@ fn main() -> ExitCode {
                 rt::engine().backend()
             );
         }
+        let ring = match rt::engine().buf_ring(4096, 16 * 1024) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                if i == 0 {
+                    eprintln!("no provided buffers ({e}): one buffer per connection");
+                }
+                None
+            }
+        };
         // One multishot accept serves every connection (a plain accept each before 5.19).
         let mut incoming = listener.incoming();
         loop {
             match incoming.next().await {
-                Ok(stream) => drop(rt::spawn(serve(stream))),
+                Ok(stream) => drop(rt::spawn(serve(stream, ring.clone()))),
                 Err(e)
                     if e.raw_os_error() == Some(libc::EMFILE)
                         || e.raw_os_error() == Some(libc::ENFILE) =>

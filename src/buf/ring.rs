@@ -271,6 +271,20 @@ impl Deref for RingBuf {
     }
 }
 
+// SAFETY: the bytes live in the ring's arena, which does not move and which the Rc keeps
+// mapped; the buffer is not in the ring (so nothing else writes it) until this value drops.
+unsafe impl super::IoBuf for RingBuf {
+    fn stable_ptr(&self) -> *const u8 {
+        self.deref().as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len
+    }
+    fn bytes_total(&self) -> usize {
+        self.len
+    }
+}
+
 impl Drop for RingBuf {
     fn drop(&mut self) {
         if let Some(bid) = self.bid {
