@@ -63,6 +63,8 @@ async fn echo_multishot(s: &trueio::net::TcpStream, ring: &trueio::buf::BufRing)
                 }
                 // Out of buffers: they come back as sends finish; receive again.
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+                // No multishot receive (before 6.0): a buffer per receive instead.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return echo_plain(s).await,
                 Err(_) => return,
             }
         }

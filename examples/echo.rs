@@ -74,6 +74,10 @@ async fn serve(stream: TcpStream, ring: Option<BufRing>) {
                 }
                 // Every buffer is out: they come back as sends finish; receive again.
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+                // No multishot receive (before 6.0): a buffer per receive instead.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    return serve_plain(stream).await;
+                }
                 Err(_) => return,
             }
         }
