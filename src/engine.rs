@@ -264,6 +264,14 @@ enum State {
     Done { res: i32, flags: u32 },
     /// The handle was dropped: the engine owns the operation until its final completion.
     Ignored(Box<dyn Erased>),
+    /// A single-shot operation whose result arrived with more to follow (a zero-copy send:
+    /// the kernel may still read the buffer until its notification). Done at the final
+    /// completion, with this result.
+    Partial {
+        res: i32,
+        flags: u32,
+        waker: Option<Waker>,
+    },
     /// A multishot operation: its completions so far, in order; `ended` once the final one
     /// (without `IORING_CQE_F_MORE`) arrived.
     Stream {
@@ -445,6 +453,16 @@ impl Engine {
         Ok(file)
     }
 
+    /// True when the backend runs the io_uring opcode `name` (as listed in
+    /// [`Report::opcodes`](crate::Report::opcodes)); always false on the epoll backend.
+    pub fn has_opcode(&self, name: &str) -> bool {
+        self.inner
+            .report
+            .opcodes
+            .iter()
+            .any(|(n, on)| *on && *n == name)
+    }
+
     /// Counters: operations submitted and completed, kernel entries, SQ-full flushes, CQ
     /// overflows, cancellations, pool jobs.
     pub fn stats(&self) -> Stats {
@@ -618,16 +636,37 @@ impl Inner {
                         op.partial(res, flags);
                         continue;
                     }
+                    State::Pending if more => {
+                        entry.state = State::Partial {
+                            res,
+                            flags,
+                            waker: None,
+                        };
+                        continue;
+                    }
+                    State::Waiting(w) if more => {
+                        let waker = Some(w.clone());
+                        entry.state = State::Partial { res, flags, waker };
+                        continue;
+                    }
                     _ => {}
                 }
                 n += 1;
+                // The result of an operation that completed in two steps is the first one's.
+                let (res, flags) = match entry.state {
+                    State::Partial { res, flags, .. } => (res, flags),
+                    _ => (res, flags),
+                };
                 match std::mem::replace(&mut entry.state, State::Done { res, flags }) {
-                    State::Waiting(w) => wakers.push(w),
+                    State::Waiting(w) | State::Partial { waker: Some(w), .. } => wakers.push(w),
                     State::Ignored(op) => {
                         ops.remove(key);
                         finished.push((op, res, flags));
                     }
-                    State::Pending | State::Done { .. } | State::Stream { .. } => {}
+                    State::Pending
+                    | State::Done { .. }
+                    | State::Stream { .. }
+                    | State::Partial { waker: None, .. } => {}
                 }
             }
         }
@@ -763,6 +802,10 @@ impl<T: Op> Ticket<T> {
         };
         match &mut e.state {
             State::Done { .. } => return Poll::Ready(()),
+            State::Partial { waker, .. } => match waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                w => *w = Some(cx.waker().clone()),
+            },
             State::Waiting(w) if w.will_wake(cx.waker()) => {}
             s => *s = State::Waiting(cx.waker().clone()),
         }

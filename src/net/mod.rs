@@ -34,6 +34,10 @@ use crate::buf::{resume, BufRing, IoBuf, IoBufMut};
 use crate::op::net::{socket_addr_from_storage, socket_addr_to_storage};
 use crate::{op, rt, Engine, Fd, Subscription};
 
+/// From this size on, `write_all` sends without copying (where the kernel can): below it, the
+/// zero-copy notification costs more than the copy saves.
+const ZERO_COPY_MIN: usize = 64 * 1024;
+
 /// How a listener is set up.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenOptions {
@@ -285,11 +289,23 @@ impl TcpStream {
         self.engine.submit(op::Send::new(self.target(), buf)).await
     }
 
-    /// Sends all initialised bytes of `buf`, resuming after short sends.
+    /// Sends all initialised bytes of `buf`, resuming after short sends. Buffers of 64 KiB
+    /// and more go out with zero-copy sends where the kernel has them (`SEND_ZC`, 6.0).
     pub async fn write_all<B: IoBuf>(&self, buf: B) -> (io::Result<()>, B) {
+        let zero_copy = buf.bytes_init() >= ZERO_COPY_MIN && self.engine.has_opcode("SEND_ZC");
         resume::write_all(
             buf,
-            |slice, _| self.engine.submit(op::Send::new(self.target(), slice)),
+            |slice, _| {
+                let target = self.target();
+                let engine = &self.engine;
+                async move {
+                    if zero_copy {
+                        engine.submit(op::SendZc::new(target, slice)).await
+                    } else {
+                        engine.submit(op::Send::new(target, slice)).await
+                    }
+                }
+            },
             |done| {
                 io::Error::new(
                     io::ErrorKind::WriteZero,

@@ -43,7 +43,7 @@ pub use close::Close;
 pub use fallocate::Fallocate;
 pub use fixed::{ReadFixed, WriteFixed};
 pub use fsync::Fsync;
-pub use net::{Accept, AcceptMulti, Connect, Recv, RecvMulti, Send, Shutdown};
+pub use net::{Accept, AcceptMulti, Connect, Recv, RecvMulti, Send, SendZc, Shutdown};
 pub use nop::Nop;
 pub use open::{OpenAt2, OpenAt2Direct, OpenHow};
 pub use poll::PollAdd;

@@ -175,6 +175,64 @@ impl Multishot for AcceptMulti {
     }
 }
 
+/// Sends without copying the buffer into the kernel (`IORING_OP_SEND_ZC`, Linux 6.0): the
+/// network stack reads the pages in place. Pays for large buffers (tens of KiB and more);
+/// for small ones the notification costs more than the copy it saves.
+///
+/// The completion comes only once the kernel has let go of the buffer (its notification),
+/// so the buffer given back is free to reuse. Where zero-copy send is missing (the epoll
+/// backend, older kernels with the probe saying so) use [`Send`]; results are the same.
+#[derive(Debug)]
+pub struct SendZc<B> {
+    fd: Fd,
+    buf: B,
+}
+
+impl<B: IoBuf> SendZc<B> {
+    /// Sends the initialised bytes of `buf` on `socket`.
+    pub fn new(socket: impl Into<Fd>, buf: B) -> SendZc<B> {
+        SendZc {
+            fd: socket.into(),
+            buf,
+        }
+    }
+}
+
+impl<B: IoBuf> Op for SendZc<B> {
+    type Output = (io::Result<usize>, B);
+
+    fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
+        self.fd.owner()
+    }
+
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+        let SendZc { fd, buf } = self;
+        let (ptr, len) = (buf.stable_ptr(), buf.bytes_init().min(MAX_IO) as u32);
+        Ok(with_target!(ctx.target(fd)?, |f| opcode::SendZc::new(
+            f, ptr, len
+        )
+        .flags(libc::MSG_NOSIGNAL)
+        .build()))
+    }
+
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+        let fd = ctx.raw(self.fd.target())?;
+        Ok(Plan::Io {
+            sys: Syscall::Send {
+                fd,
+                buf: self.buf.stable_ptr(),
+                len: self.buf.bytes_init().min(MAX_IO),
+            },
+            fd,
+            interest: Interest::Write,
+        })
+    }
+
+    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+        (result(res).map(|n| n as usize), self.buf)
+    }
+}
+
 /// Receives on a connected socket until the stream ends, from one submission, into buffers
 /// the kernel picks from a [`BufRing`] (`IORING_OP_RECV` multishot with a provided-buffer
 /// ring, Linux 6.0; emulated on the epoll backend).
