@@ -4,7 +4,7 @@ use std::io;
 use std::ops::{Deref, DerefMut};
 use std::rc::Rc;
 
-use super::{page_size, IoBuf, IoBufMut};
+use super::{map_anonymous, page_size, IoBuf, IoBufMut};
 
 /// A pool of equally sized, page-aligned buffers carved from one memory arena.
 ///
@@ -52,28 +52,10 @@ impl BufPool {
         let map_len = buf_size.checked_mul(count.max(1)).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "buffer pool: size overflows")
         })?;
-        // SAFETY: an anonymous private mapping with no address hint has no preconditions; the
-        // result is checked for MAP_FAILED.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(
-                e.kind(),
-                format!("buffer pool: mmap of {map_len} bytes failed: {e}"),
-            ));
-        }
+        let base = map_anonymous(map_len, "buffer pool")?;
         Ok(BufPool {
             inner: Rc::new(Arena {
-                base: base.cast(),
+                base,
                 map_len,
                 buf_size,
                 count,

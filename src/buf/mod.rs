@@ -193,6 +193,31 @@ unsafe impl IoBuf for &'static str {
     }
 }
 
+/// An anonymous, private, zeroed, page-aligned mapping of `len` bytes; `what` names it in the
+/// error.
+pub(crate) fn map_anonymous(len: usize, what: &str) -> std::io::Result<*mut u8> {
+    // SAFETY: an anonymous private mapping with no address hint has no preconditions; the
+    // result is checked for MAP_FAILED.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        let e = std::io::Error::last_os_error();
+        return Err(std::io::Error::new(
+            e.kind(),
+            format!("{what}: mmap of {len} bytes failed: {e}"),
+        ));
+    }
+    Ok(p.cast())
+}
+
 /// The system page size (4 KiB where it cannot be read).
 pub(crate) fn page_size() -> usize {
     // SAFETY: sysconf has no memory-safety preconditions.

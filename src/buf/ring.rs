@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::types::BufRingEntry;
 
-use super::page_size;
+use super::{map_anonymous, page_size};
 
 /// `IORING_CQE_F_BUFFER`: the completion names a provided buffer in its upper 16 bits.
 pub(crate) const CQE_F_BUFFER: u32 = 1;
@@ -45,28 +45,6 @@ struct KernelRing {
     tail: Cell<u16>,
 }
 
-fn map(len: usize) -> io::Result<*mut u8> {
-    // SAFETY: an anonymous private mapping with no hint; the result is checked.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(
-            e.kind(),
-            format!("buffer ring: mmap of {len} bytes: {e}"),
-        ));
-    }
-    Ok(p.cast())
-}
-
 impl RingInner {
     /// A ring of `entries` (a power of two, at most 32768) buffers of `buf_size` bytes.
     /// `kernel`: also map the ring the kernel reads (the caller registers it).
@@ -85,11 +63,11 @@ impl RingInner {
         let page = page_size();
         let buf_size = buf_size.max(1).div_ceil(page) * page;
         let arena_len = buf_size * entries as usize;
-        let arena = map(arena_len)?;
+        let arena = map_anonymous(arena_len, "buffer ring")?;
         let kernel = if kernel {
             let len =
                 (entries as usize * std::mem::size_of::<BufRingEntry>()).div_ceil(page) * page;
-            match map(len) {
+            match map_anonymous(len, "buffer ring") {
                 Ok(base) => Some(KernelRing {
                     base: base.cast(),
                     len,

@@ -183,18 +183,12 @@ impl Multishot for AcceptMulti {
 /// so the buffer given back is free to reuse. Where zero-copy send is missing (the epoll
 /// backend, older kernels with the probe saying so) use [`Send`]; results are the same.
 #[derive(Debug)]
-pub struct SendZc<B> {
-    fd: Fd,
-    buf: B,
-}
+pub struct SendZc<B>(Send<B>);
 
 impl<B: IoBuf> SendZc<B> {
     /// Sends the initialised bytes of `buf` on `socket`.
     pub fn new(socket: impl Into<Fd>, buf: B) -> SendZc<B> {
-        SendZc {
-            fd: socket.into(),
-            buf,
-        }
+        SendZc(Send::new(socket, buf))
     }
 }
 
@@ -202,11 +196,11 @@ impl<B: IoBuf> Op for SendZc<B> {
     type Output = (io::Result<usize>, B);
 
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
-        self.fd.owner()
+        self.0.fd_owner()
     }
 
     fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
-        let SendZc { fd, buf } = self;
+        let Send { fd, buf } = &self.0;
         let (ptr, len) = (buf.stable_ptr(), buf.bytes_init().min(MAX_IO) as u32);
         Ok(with_target!(ctx.target(fd)?, |f| opcode::SendZc::new(
             f, ptr, len
@@ -215,21 +209,13 @@ impl<B: IoBuf> Op for SendZc<B> {
         .build()))
     }
 
+    /// The epoll backend has no zero-copy send: a plain send, same result.
     fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
-        let fd = ctx.raw(self.fd.target())?;
-        Ok(Plan::Io {
-            sys: Syscall::Send {
-                fd,
-                buf: self.buf.stable_ptr(),
-                len: self.buf.bytes_init().min(MAX_IO),
-            },
-            fd,
-            interest: Interest::Write,
-        })
+        self.0.plan(ctx)
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
-        (result(res).map(|n| n as usize), self.buf)
+    fn complete(self, res: i32, flags: u32) -> Self::Output {
+        self.0.complete(res, flags)
     }
 }
 
@@ -500,8 +486,8 @@ impl Op for Connect {
 /// SIGPIPE.
 #[derive(Debug)]
 pub struct Send<B> {
-    fd: Fd,
-    buf: B,
+    pub(super) fd: Fd,
+    pub(super) buf: B,
 }
 
 impl<B: IoBuf> Send<B> {
