@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -171,6 +172,7 @@ impl Builder {
             Some(c) => c,
             None => BackendChoice::from_env()?,
         };
+        let fork_gen = crate::fork::generation();
         let id = NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed);
         let files = Rc::new(FileTable::new(self.fixed_files));
         let bufs = if self.buffers.0 > 0 {
@@ -183,7 +185,8 @@ impl Builder {
             inner: Rc::new(Inner {
                 id,
                 ops: RefCell::new(Slab::with_capacity(self.entries as usize * 2)),
-                driver: RefCell::new(driver),
+                driver: ManuallyDrop::new(RefCell::new(driver)),
+                fork_gen,
                 stats: StatsCells::default(),
                 files,
                 bufs,
@@ -228,7 +231,10 @@ pub struct Engine {
 pub(crate) struct Inner {
     pub(crate) id: u64,
     pub(crate) ops: RefCell<Slab<Entry>>,
-    pub(crate) driver: RefCell<Driver>,
+    /// Dropped by hand: in a forked child it must not run (see `fork`).
+    pub(crate) driver: ManuallyDrop<RefCell<Driver>>,
+    /// The fork generation the engine was built in.
+    fork_gen: u64,
     pub(crate) stats: StatsCells,
     pub(crate) files: Rc<FileTable>,
     pub(crate) bufs: Option<BufPool>,
@@ -368,6 +374,9 @@ impl Engine {
     /// Submits every pushed operation without waiting; returns how many entered the kernel
     /// (epoll: 0).
     pub fn flush(&self) -> io::Result<usize> {
+        if self.inner.forked() {
+            return Err(crate::fork::inherited());
+        }
         let r = self.inner.driver.borrow_mut().flush(&self.inner.stats);
         self.inner.dispatch();
         r
@@ -413,6 +422,9 @@ impl Engine {
     /// it is emulated. The engine keeps the ring's memory as long as it lives.
     pub fn buf_ring(&self, entries: u16, buf_size: usize) -> io::Result<BufRing> {
         let inner = &self.inner;
+        if inner.forked() {
+            return Err(crate::fork::inherited());
+        }
         let bgid = inner.next_bgid.get();
         inner.next_bgid.set(bgid.wrapping_add(1));
         let ring = inner
@@ -426,6 +438,9 @@ impl Engine {
     /// [`FixedFile`] skip the per-operation descriptor lookup on io_uring.
     pub fn register_file(&self, fd: OwnedFd) -> io::Result<FixedFile> {
         let inner = &self.inner;
+        if inner.forked() {
+            return Err(crate::fork::inherited());
+        }
         inner
             .driver
             .borrow_mut()
@@ -539,6 +554,11 @@ impl Inner {
     /// may have produced completions: dispatch them.
     #[inline]
     fn push_op<T: Op>(&self, key: usize, gen: u32, op: &mut T) {
+        if self.forked() {
+            // The ring is the parent's (and not even mapped here): never touch it.
+            self.complete_now(key, -libc::EBADFD);
+            return;
+        }
         let ud = user_data(key, gen);
         StatsCells::bump(&self.stats.submitted);
         let res = self
@@ -579,7 +599,16 @@ impl Inner {
         StatsCells::bump(&self.stats.completed);
     }
 
+    /// True in a child process forked after the engine was built.
+    #[inline]
+    fn forked(&self) -> bool {
+        crate::fork::current() != self.fork_gen
+    }
+
     fn turn(&self, timeout: Option<Duration>) -> io::Result<usize> {
+        if self.forked() {
+            return Err(crate::fork::inherited());
+        }
         self.driver.borrow_mut().release_slots(&self.files)?;
         let r = {
             let mut reaped = self.reaped.borrow_mut();
@@ -690,6 +719,9 @@ impl Inner {
     }
 
     fn cancel(&self, ud: u64) {
+        if self.forked() {
+            return;
+        }
         StatsCells::bump(&self.stats.cancelled);
         self.driver.borrow_mut().cancel(ud, &self.stats);
         self.dispatch();
@@ -698,6 +730,14 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if self.forked() {
+            // A child's copy of the parent's engine: the ring, the epoll instance and the pool
+            // threads are the parent's. Touch none of it; leak the operations and the driver.
+            for (_, e) in std::mem::take(self.ops.get_mut()) {
+                std::mem::forget(e);
+            }
+            return;
+        }
         // Every handle is gone (each holds an Rc), so every entry left is Ignored or Done.
         let pending: Vec<u64> = self
             .ops
@@ -740,6 +780,9 @@ impl Drop for Inner {
                 std::mem::forget(op);
             }
         }
+        // SAFETY: the driver is dropped exactly once, here, and nothing uses it afterwards
+        // (this is the engine's last moment).
+        unsafe { ManuallyDrop::drop(&mut self.driver) };
     }
 }
 
@@ -816,6 +859,9 @@ impl<T: Op> Ticket<T> {
     /// when the engine itself fails (for example a ring inherited across `fork`); the
     /// operation then stays owned by the engine.
     pub fn wait(mut self) -> io::Result<T::Output> {
+        if self.inner.forked() {
+            return Err(crate::fork::inherited());
+        }
         loop {
             if let Some(out) = self.try_take() {
                 return Ok(out);

@@ -39,6 +39,7 @@ pub mod buf;
 mod capability;
 mod engine;
 mod fd;
+mod fork;
 pub mod fs;
 pub mod net;
 pub mod op;
