@@ -35,6 +35,54 @@ use crate::{rt, Engine, Fd};
 /// `STATX_DIOALIGN` (6.1): the direct-I/O alignment fields.
 const STATX_DIOALIGN: u32 = 0x2000;
 
+/// An error about `path`: the message names it, and [`os_error`] still finds the errno.
+fn with_path(e: io::Error, path: &Path) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        PathError {
+            path: path.to_path_buf(),
+            source: e,
+        },
+    )
+}
+
+#[derive(Debug)]
+struct PathError {
+    path: std::path::PathBuf,
+    source: io::Error,
+}
+
+impl std::fmt::Display for PathError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "opening {}: {}", self.path.display(), self.source)
+    }
+}
+
+impl std::error::Error for PathError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// The errno behind an error from this module, also when the error names its file (where
+/// `io::Error::raw_os_error` alone gives `None`).
+///
+/// ```
+/// # fn main() -> std::io::Result<()> {
+/// use trueio::{fs, rt::Runtime};
+/// let e = Runtime::new()?.block_on(fs::File::open("/nonexistent/x")).unwrap_err();
+/// assert_eq!(fs::os_error(&e), Some(libc::ENOENT));
+/// assert!(e.to_string().contains("/nonexistent/x"));
+/// # Ok(()) }
+/// ```
+pub fn os_error(e: &io::Error) -> Option<i32> {
+    e.raw_os_error().or_else(|| {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<PathError>())
+            .and_then(|p| p.source.raw_os_error())
+    })
+}
+
 /// An open file whose operations run on the engine of the runtime that opened it.
 #[derive(Debug)]
 pub struct File {
@@ -67,7 +115,7 @@ impl File {
         let fd = engine
             .submit(op::OpenAt2::new(dir, path, how))
             .await
-            .map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", path.display())))?;
+            .map_err(|e| with_path(e, path))?;
         Ok(File {
             fd: Rc::new(fd),
             engine,

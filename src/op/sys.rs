@@ -354,8 +354,10 @@ fn open_like_io_uring(dirfd: RawFd, path: *const libc::c_char, asked: libc::open
         r
     };
     let flags = asked.flags as i32;
-    let blocking_only =
-        flags & (libc::O_CREAT | libc::O_TRUNC) != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE;
+    // io_uring sets O_NONBLOCK on its internal open flags, past the check that rejects it
+    // with O_PATH; openat2 itself would refuse the pair, so O_PATH opens as asked.
+    let blocking_only = flags & (libc::O_CREAT | libc::O_TRUNC | libc::O_PATH) != 0
+        || flags & libc::O_TMPFILE == libc::O_TMPFILE;
     if blocking_only || flags & libc::O_NONBLOCK != 0 {
         return openat2(&asked);
     }

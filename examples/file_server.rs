@@ -1,0 +1,898 @@
+//! A static file server over HTTP/1.1: one runtime, engine and `SO_REUSEPORT` listener per
+//! thread, one task per connection. Every file is opened beneath the root directory with
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`, so the kernel keeps requests inside it.
+//!
+//! `cargo run --release --example file_server -- --root DIR --addr 127.0.0.1:8080
+//! [--threads N] [--backend auto|uring|epoll] [--max-conns N] [--log]`
+
+#[path = "file_server/http.rs"]
+mod http;
+
+use std::cell::Cell;
+use std::ffi::OsStr;
+use std::fmt::Write as _;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use trueio::buf::IoBuf;
+use trueio::fs::{File, Metadata};
+use trueio::net::{ListenOptions, TcpListener, TcpStream};
+use trueio::op::OpenHow;
+use trueio::{rt, time, BackendChoice, Engine};
+
+use http::Range;
+
+/// Request line and headers, together.
+const MAX_HEAD: usize = 8 * 1024;
+const MAX_HEADERS: usize = 64;
+
+/// How long a connection may take to send a whole request, stay idle between requests, and
+/// leave a send unread.
+#[derive(Clone, Copy)]
+struct Timeouts {
+    header: Duration,
+    idle: Duration,
+    send: Duration,
+}
+/// File bytes per read and send.
+const CHUNK: usize = 64 * 1024;
+/// Bodies up to this size go out in the same send as the headers.
+const SMALL_BODY: u64 = 16 * 1024;
+
+struct Args {
+    root: PathBuf,
+    addr: SocketAddr,
+    threads: usize,
+    backend: BackendChoice,
+    max_conns: usize,
+    log: bool,
+    timeouts: Timeouts,
+}
+
+fn usage() -> String {
+    "usage: file_server [--root DIR] [--addr HOST:PORT] [--threads N] \
+     [--backend auto|uring|epoll] [--max-conns N] [--log] \
+     [--header-timeout SECS (10)] [--idle-timeout SECS (30)] [--send-timeout SECS (30)]"
+        .into()
+}
+
+fn parse() -> Result<Args, String> {
+    let mut args = Args {
+        root: ".".into(),
+        addr: ([127, 0, 0, 1], 8080).into(),
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        backend: BackendChoice::from_env().map_err(|e| e.to_string())?,
+        max_conns: 10_000,
+        log: false,
+        timeouts: Timeouts {
+            header: Duration::from_secs(10),
+            idle: Duration::from_secs(30),
+            send: Duration::from_secs(30),
+        },
+    };
+    let secs = |name: &str, v: String| -> Result<Duration, String> {
+        v.parse::<f64>()
+            .ok()
+            .filter(|s| *s > 0.0 && *s < 1e9)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| format!("{name} {v}: expected a positive number of seconds"))
+    };
+    let positive = |name: &str, v: String| -> Result<usize, String> {
+        v.parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{name} {v}: expected a positive number"))
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .ok_or_else(|| format!("{name} needs a value\n{}", usage()))
+        };
+        match a.as_str() {
+            "--root" => args.root = value("--root")?.into(),
+            "--addr" => {
+                let v = value("--addr")?;
+                args.addr = v.parse().map_err(|e| format!("--addr {v}: {e}"))?;
+            }
+            "--threads" => args.threads = positive("--threads", value("--threads")?)?,
+            "--max-conns" => args.max_conns = positive("--max-conns", value("--max-conns")?)?,
+            "--backend" => {
+                args.backend =
+                    BackendChoice::parse(&value("--backend")?).map_err(|e| e.to_string())?;
+            }
+            "--log" => args.log = true,
+            "--header-timeout" => {
+                args.timeouts.header = secs("--header-timeout", value("--header-timeout")?)?;
+            }
+            "--idle-timeout" => {
+                args.timeouts.idle = secs("--idle-timeout", value("--idle-timeout")?)?;
+            }
+            "--send-timeout" => {
+                args.timeouts.send = secs("--send-timeout", value("--send-timeout")?)?;
+            }
+            "-h" | "--help" => return Err(usage()),
+            other => return Err(format!("unknown argument {other:?}\n{}", usage())),
+        }
+    }
+    Ok(args)
+}
+
+/// Raises the soft descriptor limit to the hard one.
+fn raise_nofile_limit() {
+    // SAFETY: getrlimit/setrlimit read and write a plain struct we own.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// Set by SIGINT/SIGTERM: finish the responses under way, take no new requests.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+/// Requests being answered right now, over all threads.
+static BUSY: AtomicUsize = AtomicUsize::new(0);
+/// How long a shutdown waits for the responses under way.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Blocks SIGINT and SIGTERM in every thread (call before starting any) and waits for them
+/// on a thread of their own: on the first, stop taking requests, let the responses under way
+/// finish (at most `SHUTDOWN_GRACE`), then exit.
+fn handle_signals() {
+    // SAFETY: sigset_t is plain bits, filled by sigemptyset/sigaddset; pthread_sigmask only
+    // changes this thread's mask (threads started later inherit it).
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    std::thread::spawn(move || {
+        let mut sig = 0;
+        // SAFETY: `set` is a valid signal set and `sig` a valid out-parameter.
+        unsafe { libc::sigwait(&set, &mut sig) };
+        STOPPING.store(true, Ordering::SeqCst);
+        eprintln!("file_server: signal {sig}, finishing responses under way");
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while BUSY.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::process::exit(0);
+    });
+}
+
+/// One connection counted against `--max-conns`, until dropped (even by a panic).
+struct ConnSlot(Rc<Cell<usize>>);
+
+impl ConnSlot {
+    fn take(conns: &Rc<Cell<usize>>) -> ConnSlot {
+        conns.set(conns.get() + 1);
+        ConnSlot(conns.clone())
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+/// What every connection of a thread shares.
+struct Shared {
+    root: File,
+    log: bool,
+    timeouts: Timeouts,
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    raise_nofile_limit();
+    handle_signals();
+    let builder = Engine::builder().backend(args.backend);
+    let (addr, root, threads, max_conns, log, timeouts) = (
+        args.addr,
+        args.root,
+        args.threads,
+        args.max_conns,
+        args.log,
+        args.timeouts,
+    );
+    let results = rt::run_per_core(threads, builder, move |i| {
+        let root = root.clone();
+        async move {
+            // A thread that cannot start ends the whole server (the others would run on).
+            let fatal = |e: io::Error| -> ! {
+                eprintln!("file_server thread {i}: {e}");
+                std::process::exit(1)
+            };
+            let how = OpenHow::new(libc::O_DIRECTORY | libc::O_RDONLY);
+            let dir = File::open_with(None, &root, how)
+                .await
+                .unwrap_or_else(|e| fatal(e));
+            let options = ListenOptions {
+                reuse_port: true,
+                ..Default::default()
+            };
+            let listener = TcpListener::bind_with(addr, options)
+                .unwrap_or_else(|e| fatal(io::Error::new(e.kind(), format!("bind {addr}: {e}"))));
+            if i == 0 {
+                println!(
+                    "file_server serving {} on http://{} with {} thread(s), backend {}",
+                    root.display(),
+                    listener.local_addr(),
+                    threads,
+                    rt::engine().backend()
+                );
+            }
+            let shared = Rc::new(Shared {
+                root: dir,
+                log,
+                timeouts,
+            });
+            let conns = Rc::new(Cell::new(0usize));
+            let mut incoming = listener.incoming();
+            loop {
+                match incoming.next().await {
+                    Ok(stream) => {
+                        if conns.get() >= max_conns || STOPPING.load(Ordering::Relaxed) {
+                            drop(stream); // over the limit: close at once
+                            continue;
+                        }
+                        let slot = ConnSlot::take(&conns);
+                        let shared = shared.clone();
+                        drop(rt::spawn(async move {
+                            serve(stream, &shared).await;
+                            drop(slot);
+                        }));
+                    }
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EMFILE)
+                            || e.raw_os_error() == Some(libc::ENFILE) =>
+                    {
+                        // Out of descriptors: back off instead of spinning.
+                        time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => {
+                        eprintln!("accept: {e}");
+                        time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), io::Error>(())
+        }
+    });
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) | Err(e) => {
+                eprintln!("file_server thread {i}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// One parsed request, owned (the read buffer moves on).
+struct Request {
+    method: String,
+    /// The request target as sent.
+    target: String,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    version: u8,
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+            .map(str::trim)
+    }
+
+    fn has_token(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+
+    fn keep_alive(&self) -> bool {
+        if self.version == 0 {
+            self.has_token("connection", "keep-alive")
+        } else {
+            !self.has_token("connection", "close")
+        }
+    }
+}
+
+/// What parsing the buffer gave.
+enum Parsed {
+    /// A request, and how many bytes of the buffer it took.
+    Request(Request, usize),
+    /// More bytes needed.
+    Partial,
+    /// Reply with this status and close.
+    Error(u16),
+}
+
+fn parse_request(buf: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n > MAX_HEAD => Parsed::Error(431),
+        Ok(httparse::Status::Complete(n)) => Parsed::Request(
+            Request {
+                method: req.method.unwrap_or_default().to_string(),
+                target: req.path.unwrap_or_default().to_string(),
+                version: req.version.unwrap_or(1),
+                headers: req
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_string(), h.value.to_vec()))
+                    .collect(),
+            },
+            n,
+        ),
+        Ok(httparse::Status::Partial) => {
+            if buf.len() >= MAX_HEAD {
+                let line_done = buf[..MAX_HEAD].contains(&b'\n');
+                Parsed::Error(if line_done { 431 } else { 414 })
+            } else {
+                Parsed::Partial
+            }
+        }
+        Err(httparse::Error::TooManyHeaders) => Parsed::Error(431),
+        Err(_) => Parsed::Error(400),
+    }
+}
+
+/// The connection, its buffers and the peer (for the log).
+struct Conn<'a> {
+    stream: TcpStream,
+    shared: &'a Shared,
+    peer: String,
+    /// Received bytes not yet parsed.
+    inbuf: Vec<u8>,
+    /// The buffer reads land in.
+    rbuf: Vec<u8>,
+    /// Response headers (and small bodies).
+    out: Vec<u8>,
+    /// File chunks.
+    chunk: Vec<u8>,
+}
+
+async fn serve(stream: TcpStream, shared: &Shared) {
+    let _ = stream.set_nodelay(true);
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "-".to_string(), |a| a.to_string());
+    let mut c = Conn {
+        stream,
+        shared,
+        peer,
+        inbuf: Vec::with_capacity(MAX_HEAD),
+        rbuf: Vec::with_capacity(MAX_HEAD),
+        out: Vec::with_capacity(1024),
+        chunk: Vec::new(),
+    };
+    loop {
+        let req = match c.next_request().await {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(status) => {
+                let _ = c.simple(status, None, false, &[]).await;
+                c.linger_close().await;
+                return;
+            }
+        };
+        BUSY.fetch_add(1, Ordering::SeqCst);
+        let r = c.respond(&req).await;
+        BUSY.fetch_sub(1, Ordering::SeqCst);
+        match r {
+            Ok(true) if STOPPING.load(Ordering::Relaxed) => return,
+            Ok(true) => {}
+            Ok(false) => {
+                c.linger_close().await;
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+impl Conn<'_> {
+    /// The next request: `Ok(None)` when the peer closed or went idle, `Err(status)` for a
+    /// request to refuse (then close).
+    async fn next_request(&mut self) -> Result<Option<Request>, u16> {
+        let mut header_deadline = None;
+        loop {
+            if !self.inbuf.is_empty() {
+                match parse_request(&self.inbuf) {
+                    Parsed::Request(r, n) => {
+                        self.inbuf.drain(..n);
+                        return Ok(Some(r));
+                    }
+                    Parsed::Error(s) => return Err(s),
+                    Parsed::Partial => {}
+                }
+            }
+            // Idle between requests; once a request has begun, it must arrive whole in time.
+            let limit = if self.inbuf.is_empty() {
+                self.shared.timeouts.idle
+            } else {
+                let d = *header_deadline
+                    .get_or_insert_with(|| Instant::now() + self.shared.timeouts.header);
+                d.saturating_duration_since(Instant::now())
+            };
+            let mut rbuf = std::mem::take(&mut self.rbuf);
+            rbuf.clear();
+            let (r, rbuf) = match time::timeout(limit, self.stream.read(rbuf)).await {
+                Ok(v) => v,
+                Err(_) => return Ok(None), // timed out: just close
+            };
+            match r {
+                Ok(0) | Err(_) => return Ok(None),
+                Ok(n) => {
+                    if header_deadline.is_none() {
+                        header_deadline = Some(Instant::now() + self.shared.timeouts.header);
+                    }
+                    self.inbuf.extend_from_slice(&rbuf[..n]);
+                }
+            }
+            self.rbuf = rbuf;
+        }
+    }
+
+    /// Sends `self.out`, within the send timeout.
+    async fn send_out(&mut self) -> io::Result<()> {
+        let out = std::mem::take(&mut self.out);
+        match time::timeout(self.shared.timeouts.send, self.stream.write_all(out)).await {
+            Ok((r, mut out)) => {
+                out.clear();
+                self.out = out;
+                r
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Starts a response in `self.out`: the status line and the common headers.
+    fn head(&mut self, status: u16, keep_alive: bool, version: u8) {
+        self.out.clear();
+        let _ = write!(
+            self.out_str(),
+            "HTTP/1.1 {status} {}\r\nServer: trueio-file-server\r\nDate: {}\r\n",
+            http::reason(status),
+            http::http_date(SystemTime::now())
+        );
+        if !keep_alive {
+            self.out.extend_from_slice(b"Connection: close\r\n");
+        } else if version == 0 {
+            self.out.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+    }
+
+    fn out_str(&mut self) -> OutWriter<'_> {
+        OutWriter(&mut self.out)
+    }
+
+    /// A response with a short text body (errors, redirects).
+    async fn simple(
+        &mut self,
+        status: u16,
+        req: Option<&Request>,
+        keep_alive: bool,
+        extra: &[(&str, &str)],
+    ) -> io::Result<()> {
+        let version = req.map_or(1, |r| r.version);
+        self.head(status, keep_alive, version);
+        let body = format!("{status} {}\n", http::reason(status));
+        let _ = write!(
+            self.out_str(),
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in extra {
+            let _ = write!(self.out_str(), "{k}: {v}\r\n");
+        }
+        self.out.extend_from_slice(b"\r\n");
+        let head_only = req.is_some_and(|r| r.method == "HEAD") || status == 304;
+        if !head_only {
+            self.out.extend_from_slice(body.as_bytes());
+        }
+        self.log(req, status, if head_only { 0 } else { body.len() as u64 });
+        self.send_out().await
+    }
+
+    fn log(&self, req: Option<&Request>, status: u16, bytes: u64) {
+        if !self.shared.log {
+            return;
+        }
+        let line = match req {
+            Some(r) => format!(
+                "{} {} HTTP/1.{}",
+                r.method,
+                r.target.escape_debug(),
+                r.version
+            ),
+            None => "-".into(),
+        };
+        println!("{} \"{line}\" {status} {bytes}", self.peer);
+    }
+
+    /// Sends a response; `Ok(false)` when the connection is to close afterwards.
+    async fn respond(&mut self, req: &Request) -> io::Result<bool> {
+        let keep_alive = req.keep_alive();
+        let method = req.method.as_str();
+        if method != "GET" && method != "HEAD" {
+            const KNOWN: [&str; 7] = [
+                "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT",
+            ];
+            if KNOWN.contains(&method) {
+                let allow = [("Allow", "GET, HEAD")];
+                self.simple(405, Some(req), false, &allow).await?;
+            } else {
+                self.simple(400, Some(req), false, &[]).await?;
+            }
+            return Ok(false);
+        }
+        // GET and HEAD take no body.
+        let has_body = req.header("transfer-encoding").is_some()
+            || req
+                .header("content-length")
+                .is_some_and(|v| v.parse::<u64>().map_or(true, |n| n > 0));
+        if has_body {
+            self.simple(400, Some(req), false, &[]).await?;
+            return Ok(false);
+        }
+        // The path: before any query, percent-decoded, no NUL or backslash, from '/'.
+        // The absolute form (`http://host/path`, for proxies) names the same path.
+        let target = ["http://", "https://"]
+            .iter()
+            .find_map(|scheme| req.target.strip_prefix(scheme))
+            .map_or(req.target.as_str(), |rest| {
+                rest.find('/').map_or("/", |i| &rest[i..])
+            });
+        let raw_path = target.split(['?', '#']).next().unwrap_or("");
+        let path = match http::percent_decode(raw_path.as_bytes()) {
+            Some(p) if p.first() == Some(&b'/') && !p.contains(&0) && !p.contains(&b'\\') => p,
+            _ => {
+                self.simple(400, Some(req), false, &[]).await?;
+                return Ok(false);
+            }
+        };
+        let rel = {
+            let start = path.iter().position(|&c| c != b'/').unwrap_or(path.len());
+            if start == path.len() {
+                &b"."[..]
+            } else {
+                &path[start..]
+            }
+        };
+        let file = match open_beneath(&self.shared.root, rel).await {
+            Ok(f) => f,
+            Err(status) => {
+                self.simple(status, Some(req), keep_alive, &[]).await?;
+                return Ok(keep_alive);
+            }
+        };
+        let (file, meta) = file;
+        if meta.is_dir() {
+            if !path.ends_with(b"/") {
+                // Rebuilt from the decoded path (never `//host/...`, an open redirect).
+                let mut location = String::new();
+                for seg in rel.split(|&c| c == b'/').filter(|s| !s.is_empty()) {
+                    location.push('/');
+                    location.push_str(&http::percent_encode(seg));
+                }
+                location.push('/');
+                let extra = [("Location", location.as_str())];
+                self.simple(301, Some(req), keep_alive, &extra).await?;
+                return Ok(keep_alive);
+            }
+            let index = File::open_with(Some(&file), "index.html", beneath()).await;
+            if let Ok(index) = index {
+                if let Ok(m) = index.metadata().await {
+                    if m.is_file() {
+                        clear_nonblock(&index);
+                        self.send_file(req, &index, &m, b"index.html", keep_alive)
+                            .await?;
+                        return Ok(keep_alive);
+                    }
+                }
+            }
+            self.send_listing(req, &file, &path, keep_alive).await?;
+            return Ok(keep_alive);
+        }
+        let name = rel.rsplit(|&c| c == b'/').next().unwrap_or(rel);
+        self.send_file(req, &file, &meta, name, keep_alive).await?;
+        Ok(keep_alive)
+    }
+
+    async fn send_file(
+        &mut self,
+        req: &Request,
+        file: &File,
+        meta: &Metadata,
+        name: &[u8],
+        keep_alive: bool,
+    ) -> io::Result<()> {
+        let len = meta.len();
+        let mtime = meta.modified();
+        let since = mtime
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let etag = format!(
+            "\"{len:x}-{:x}-{:x}\"",
+            since.as_secs(),
+            since.subsec_nanos()
+        );
+        let last_modified = http::http_date(mtime);
+
+        // Conditionals: If-None-Match wins over If-Modified-Since.
+        let not_modified = if let Some(inm) = req.header("if-none-match") {
+            inm.split(',')
+                .map(str::trim)
+                .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+        } else if let Some(ims) = req.header("if-modified-since") {
+            http::parse_http_date(ims).is_some_and(|d| since.as_secs() <= http::unix_secs(d))
+        } else {
+            false
+        };
+        if not_modified {
+            self.head(304, keep_alive, req.version);
+            let _ = write!(
+                self.out_str(),
+                "ETag: {etag}\r\nLast-Modified: {last_modified}\r\n\r\n"
+            );
+            self.log(Some(req), 304, 0);
+            return self.send_out().await;
+        }
+
+        let range = match req.header("range") {
+            Some(r) => http::parse_range(r, len),
+            None => Range::Full,
+        };
+        let (status, start, count) = match range {
+            Range::Full => (200, 0, len),
+            Range::Part(a, b) => (206, a, b - a + 1),
+            Range::Unsatisfiable => {
+                let cr = format!("bytes */{len}");
+                let extra = [("Content-Range", cr.as_str())];
+                return self.simple(416, Some(req), keep_alive, &extra).await;
+            }
+        };
+        self.head(status, keep_alive, req.version);
+        let _ = write!(
+            self.out_str(),
+            "Content-Type: {}\r\nContent-Length: {count}\r\nLast-Modified: {last_modified}\r\n\
+             ETag: {etag}\r\nAccept-Ranges: bytes\r\n",
+            http::mime_type(name)
+        );
+        if status == 206 {
+            let _ = write!(
+                self.out_str(),
+                "Content-Range: bytes {start}-{}/{len}\r\n",
+                start + count - 1
+            );
+        }
+        self.out.extend_from_slice(b"\r\n");
+        let is_head = req.method == "HEAD";
+        self.log(Some(req), status, if is_head { 0 } else { count });
+        if is_head || count == 0 {
+            return self.send_out().await;
+        }
+        if count <= SMALL_BODY {
+            // One send: headers and body together.
+            let mut chunk = std::mem::take(&mut self.chunk);
+            let (mut pos, end) = (start, start + count);
+            while pos < end {
+                chunk = self.read_chunk(file, chunk, pos, end - pos).await?;
+                self.out.extend_from_slice(&chunk);
+                pos += chunk.len() as u64;
+            }
+            self.chunk = chunk;
+            return self.send_out().await;
+        }
+        self.send_out().await?;
+        let mut pos = start;
+        let end = start + count;
+        let mut chunk = std::mem::take(&mut self.chunk);
+        if chunk.capacity() < CHUNK {
+            chunk = Vec::with_capacity(CHUNK);
+        }
+        while pos < end {
+            let want = (end - pos).min(CHUNK as u64);
+            chunk = self.read_chunk(file, chunk, pos, want).await?;
+            let n = chunk.len();
+            let (r, slice) = match time::timeout(
+                self.shared.timeouts.send,
+                self.stream.write_all(chunk),
+            )
+            .await
+            {
+                Ok(v) => v,
+                Err(e) => return Err(e.into()),
+            };
+            r?;
+            chunk = slice;
+            pos += n as u64;
+        }
+        self.chunk = chunk;
+        Ok(())
+    }
+
+    /// Reads up to `want` bytes (at most one chunk) at `pos`; a file that shrank is an error.
+    async fn read_chunk(
+        &self,
+        file: &File,
+        mut chunk: Vec<u8>,
+        pos: u64,
+        want: u64,
+    ) -> io::Result<Vec<u8>> {
+        let want = want as usize;
+        chunk.clear();
+        if chunk.capacity() < want {
+            chunk.reserve(want);
+        }
+        let (r, slice) = file.read_at(chunk.slice(..want), pos).await;
+        let mut chunk = slice.into_inner();
+        let n = r?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file shrank while being sent",
+            ));
+        }
+        chunk.truncate(n);
+        Ok(chunk)
+    }
+
+    async fn send_listing(
+        &mut self,
+        req: &Request,
+        dir: &File,
+        path: &[u8],
+        keep_alive: bool,
+    ) -> io::Result<()> {
+        // The directory is already open beneath the root: list it through its descriptor.
+        let proc = format!("/proc/self/fd/{}", dir.as_raw_fd());
+        let mut names: Vec<(Vec<u8>, bool)> = match std::fs::read_dir(&proc) {
+            Ok(rd) => rd
+                .filter_map(Result::ok)
+                .map(|e| {
+                    let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+                    (e.file_name().as_bytes().to_vec(), is_dir)
+                })
+                .collect(),
+            Err(_) => return self.simple(403, Some(req), keep_alive, &[]).await,
+        };
+        names.sort();
+        let title = http::html_escape(&String::from_utf8_lossy(path));
+        let mut body = format!(
+            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Index of {title}</title>\
+             </head>\n<body><h1>Index of {title}</h1>\n<ul>\n"
+        );
+        if path != b"/" {
+            body.push_str("<li><a href=\"../\">../</a></li>\n");
+        }
+        for (name, is_dir) in &names {
+            let slash = if *is_dir { "/" } else { "" };
+            let _ = writeln!(
+                body,
+                "<li><a href=\"{}{slash}\">{}{slash}</a></li>",
+                http::percent_encode(name),
+                http::html_escape(&String::from_utf8_lossy(name))
+            );
+        }
+        body.push_str("</ul></body></html>\n");
+        self.head(200, keep_alive, req.version);
+        let _ = write!(
+            self.out_str(),
+            "Content-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let is_head = req.method == "HEAD";
+        if !is_head {
+            self.out.extend_from_slice(body.as_bytes());
+        }
+        self.log(Some(req), 200, if is_head { 0 } else { body.len() as u64 });
+        self.send_out().await
+    }
+
+    /// Closes politely after an error: stop sending, then drain what the peer still sends
+    /// for a moment, so that closing with unread data does not reset the connection before
+    /// the peer has read the response.
+    async fn linger_close(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Write).await;
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut buf = std::mem::take(&mut self.rbuf);
+        if buf.capacity() == 0 {
+            buf.reserve(MAX_HEAD);
+        }
+        for _ in 0..64 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            buf.clear();
+            match time::timeout(left, self.stream.read(buf)).await {
+                Ok((Ok(n), b)) if n > 0 => buf = b,
+                _ => return,
+            }
+        }
+    }
+}
+
+/// `fmt::Write` into the output buffer.
+struct OutWriter<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for OutWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// How every request's file is opened: read-only, never blocking on a FIFO or device, and
+/// resolved beneath the directory given (no `..` escape, no absolute or magic links).
+fn beneath() -> OpenHow {
+    OpenHow::new(libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .resolve(libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS)
+}
+
+/// Opens `rel` beneath `root`: a regular file or a directory and its metadata, or the status
+/// to answer with.
+async fn open_beneath(root: &File, rel: &[u8]) -> Result<(File, Metadata), u16> {
+    let file = File::open_with(Some(root), OsStr::from_bytes(rel), beneath())
+        .await
+        .map_err(|e| match trueio::fs::os_error(&e) {
+            Some(libc::EACCES) | Some(libc::EPERM) => 403u16,
+            // Out of descriptors: the file may well exist; the client may retry.
+            Some(libc::EMFILE) | Some(libc::ENFILE) => 503,
+            // Missing, outside the root (EXDEV), a symlink loop...: do not tell which.
+            _ => 404,
+        })?;
+    let meta = file.metadata().await.map_err(|_| 404u16)?;
+    if meta.is_file() {
+        clear_nonblock(&file);
+        Ok((file, meta))
+    } else if meta.is_dir() {
+        Ok((file, meta))
+    } else {
+        Err(403) // FIFOs, sockets, devices
+    }
+}
+
+/// Regular files were opened `O_NONBLOCK` only so that a FIFO could not block the open;
+/// reads of them go without it.
+fn clear_nonblock(file: &File) {
+    let fd = file.as_raw_fd();
+    // SAFETY: F_GETFL/F_SETFL on a descriptor we own change only its status flags.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+        }
+    }
+}
