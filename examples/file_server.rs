@@ -21,7 +21,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use trueio::buf::IoBuf;
+use trueio::buf::{AlignedBuf, IoBuf};
 use trueio::fs::{File, Metadata};
 use trueio::net::{ListenOptions, TcpListener, TcpStream};
 use trueio::op::OpenHow;
@@ -42,7 +42,7 @@ struct Timeouts {
     send: Duration,
 }
 /// File bytes per read and send.
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = 256 * 1024;
 /// Bodies up to this size go out in the same send as the headers.
 const SMALL_BODY: u64 = 16 * 1024;
 
@@ -381,7 +381,8 @@ struct Conn<'a> {
     /// Response headers (and small bodies).
     out: Vec<u8>,
     /// File chunks.
-    chunk: Vec<u8>,
+    /// Page-aligned: copies between buffers at different page offsets hit 4K aliasing here.
+    chunk: Option<AlignedBuf>,
 }
 
 async fn serve(stream: TcpStream, shared: &Shared) {
@@ -396,7 +397,7 @@ async fn serve(stream: TcpStream, shared: &Shared) {
         inbuf: Vec::with_capacity(MAX_HEAD),
         rbuf: Vec::with_capacity(MAX_HEAD),
         out: Vec::with_capacity(1024),
-        chunk: Vec::new(),
+        chunk: None,
     };
     loop {
         let req = match c.next_request().await {
@@ -707,23 +708,20 @@ impl Conn<'_> {
         }
         if count <= SMALL_BODY {
             // One send: headers and body together.
-            let mut chunk = std::mem::take(&mut self.chunk);
+            let mut chunk = self.take_chunk();
             let (mut pos, end) = (start, start + count);
             while pos < end {
                 chunk = self.read_chunk(file, chunk, pos, end - pos).await?;
                 self.out.extend_from_slice(&chunk);
                 pos += chunk.len() as u64;
             }
-            self.chunk = chunk;
+            self.chunk = Some(chunk);
             return self.send_out().await;
         }
         self.send_out().await?;
         let mut pos = start;
         let end = start + count;
-        let mut chunk = std::mem::take(&mut self.chunk);
-        if chunk.capacity() < CHUNK {
-            chunk = Vec::with_capacity(CHUNK);
-        }
+        let mut chunk = self.take_chunk();
         while pos < end {
             let want = (end - pos).min(CHUNK as u64);
             chunk = self.read_chunk(file, chunk, pos, want).await?;
@@ -741,23 +739,26 @@ impl Conn<'_> {
             chunk = slice;
             pos += n as u64;
         }
-        self.chunk = chunk;
+        self.chunk = Some(chunk);
         Ok(())
+    }
+
+    fn take_chunk(&mut self) -> AlignedBuf {
+        self.chunk
+            .take()
+            .unwrap_or_else(|| AlignedBuf::with_capacity(CHUNK))
     }
 
     /// Reads up to `want` bytes (at most one chunk) at `pos`; a file that shrank is an error.
     async fn read_chunk(
         &self,
         file: &File,
-        mut chunk: Vec<u8>,
+        mut chunk: AlignedBuf,
         pos: u64,
         want: u64,
-    ) -> io::Result<Vec<u8>> {
-        let want = want as usize;
+    ) -> io::Result<AlignedBuf> {
+        let want = (want as usize).min(CHUNK);
         chunk.clear();
-        if chunk.capacity() < want {
-            chunk.reserve(want);
-        }
         let (r, slice) = file.read_at(chunk.slice(..want), pos).await;
         let mut chunk = slice.into_inner();
         let n = r?;
@@ -767,7 +768,7 @@ impl Conn<'_> {
                 "the file shrank while being sent",
             ));
         }
-        chunk.truncate(n);
+        chunk.set_len(n);
         Ok(chunk)
     }
 
