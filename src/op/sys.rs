@@ -323,6 +323,59 @@ impl Syscall {
     }
 }
 
+/// An open that completes without blocking when the path is in the dentry cache
+/// (`RESOLVE_CACHED`, 5.12), as io_uring's inline attempt does: `None` when it would need
+/// I/O (or the kernel lacks the flag, or the open may block in any case): then run it on the
+/// pool.
+fn open_cached(dirfd: RawFd, path: *const libc::c_char, asked: libc::open_how) -> Option<i32> {
+    const RESOLVE_CACHED: u64 = 0x20;
+    let flags = asked.flags as i32;
+    if flags & (libc::O_CREAT | libc::O_TRUNC | libc::O_PATH) != 0
+        || flags & libc::O_TMPFILE == libc::O_TMPFILE
+    {
+        return None;
+    }
+    let mut how = asked;
+    how.flags |= libc::O_NONBLOCK as u64;
+    how.resolve |= RESOLVE_CACHED;
+    // SAFETY: `path` is a NUL-terminated CString owned by the operation; `how` lives for the
+    // call.
+    let r = ret(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd,
+            path,
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    } as isize);
+    // EAGAIN: not cached; EINVAL or ENOSYS: no RESOLVE_CACHED (or openat2) here, or a real
+    // EINVAL that the pool's full open reports as well.
+    if r == -libc::EAGAIN || r == -libc::EINVAL || r == -libc::ENOSYS {
+        return None;
+    }
+    if r >= 0 && flags & libc::O_NONBLOCK == 0 {
+        // As in `open_like_io_uring`: only the status flags asked, without O_NONBLOCK.
+        // SAFETY: `r` is the descriptor just opened, owned by this call until returned.
+        unsafe { libc::fcntl(r, libc::F_SETFL, flags) };
+    }
+    Some(r)
+}
+
+impl Syscall {
+    /// For pool work that can sometimes finish at once without blocking (an open whose path
+    /// is cached), the result of that attempt; `None`: run it on the pool.
+    pub(crate) fn try_inline(&self) -> Option<i32> {
+        match *self {
+            Syscall::OpenAt2 { dirfd, path, how } => {
+                // SAFETY: `how` is an open_how owned by the operation.
+                open_cached(dirfd, path, unsafe { *how })
+            }
+            _ => None,
+        }
+    }
+}
+
 /// `openat2` with io_uring's semantics, so that both backends open alike.
 ///
 /// io_uring first tries an open inline with `O_NONBLOCK` added (unless `O_CREAT`, `O_TRUNC` or

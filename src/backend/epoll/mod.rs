@@ -224,7 +224,12 @@ impl Driver {
             ("readv/writev", "as read/write".into()),
             ("fsync", format!("blocking pool ({threads} threads)")),
             ("fallocate", "blocking pool".into()),
-            ("open", "openat2 (openat without RESOLVE_* before 5.6) on the blocking pool".into()),
+            (
+                "open",
+                "openat2 inline when the path is cached (RESOLVE_CACHED, 5.12), else on the \
+                 blocking pool (openat without RESOLVE_* before 5.6)"
+                    .into(),
+            ),
             ("close", "blocking pool".into()),
             ("statx", "blocking pool".into()),
             ("timeout", "timer heap, epoll_wait timeout".into()),
@@ -311,6 +316,16 @@ impl Driver {
         // The common case first: an I/O call that completes at once (a page-cache hit, data
         // waiting in a socket) never enters the table. Counting timeouts need every
         // completion to pass through `complete`, so they take the general path.
+        if let Plan::Pool(sys) = plan {
+            if self.nowait && self.counting.is_empty() {
+                StatsCells::bump(&stats.syscalls);
+                if let Some(r) = sys.try_inline() {
+                    StatsCells::bump(&stats.inline_completions);
+                    self.done.push((ud, r, 0));
+                    return;
+                }
+            }
+        }
         if let Plan::Io { sys, .. } = plan {
             if (self.nowait || sys.never_blocks()) && self.counting.is_empty() {
                 match Self::attempt_nowait(sys, stats) {
