@@ -69,4 +69,51 @@ both_backends! {
         assert_eq!(&buf[..3], b"two");
         drop(r2);
     }
+
+    /// A splice from a pipe with data to a full pipe waited on the input (readable since
+    /// before, so no new edge) instead of the output, and never finished on epoll.
+    fn a_splice_into_a_full_pipe_finishes_once_the_pipe_drains(b: Builder) {
+        use std::io::Read as _;
+        let engine = b.build().unwrap();
+        // Blocking pipes: io_uring then waits for room (in a worker) as the epoll backend
+        // waits for readiness; with O_NONBLOCK pipes io_uring would fail with EAGAIN instead.
+        let (in_r, in_w) = util::pipe(false);
+        let (out_r, out_w) = util::pipe(false);
+        let mut in_w = std::fs::File::from(in_w);
+        in_w.write_all(b"payload").unwrap();
+        // Fill the output pipe.
+        let mut out_w = std::fs::File::from(out_w);
+        let chunk = [0u8; 4096];
+        let mut filled = 0usize;
+        let set_nonblock = |fd: i32, on: bool| {
+            // SAFETY: F_GETFL/F_SETFL on a descriptor this test owns.
+            unsafe {
+                let fl = libc::fcntl(fd, libc::F_GETFL);
+                let fl = if on { fl | libc::O_NONBLOCK } else { fl & !libc::O_NONBLOCK };
+                libc::fcntl(fd, libc::F_SETFL, fl);
+            }
+        };
+        set_nonblock(out_w.as_raw_fd(), true);
+        loop {
+            match out_w.write(&chunk) {
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("filling the pipe: {e}"),
+            }
+        }
+        set_nonblock(out_w.as_raw_fd(), false);
+        let t = engine.submit(op::Splice::new(in_r.as_raw_fd(), None, out_w.as_raw_fd(), None, 7));
+        util::drive_for(&engine, Duration::from_millis(30));
+        assert!(!t.is_done(), "the output is full: the splice must wait");
+        // Drain the output: now the splice can move its bytes.
+        let mut out_r = std::fs::File::from(out_r);
+        let mut sink = vec![0u8; filled];
+        out_r.read_exact(&mut sink).unwrap();
+        let n = util::wait(&engine, t).expect("the splice completes");
+        assert_eq!(n, 7);
+        let mut got = [0u8; 7];
+        out_r.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"payload");
+        drop(in_r);
+    }
 }

@@ -44,6 +44,14 @@ impl Splice {
     }
 }
 
+/// True when a pipe or socket has bytes to read (`FIONREAD`).
+fn has_data(fd: i32) -> bool {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into `n`, a live local.
+    let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    r == 0 && n > 0
+}
+
 impl Op for Splice {
     type Output = io::Result<usize>;
 
@@ -97,13 +105,14 @@ impl Op for Splice {
             len: self.len as usize,
             flags: self.flags,
         };
-        // Wait on the stream end that can block: the input when it is a pipe or socket,
-        // otherwise the output.
+        // Wait on the end that blocks: an empty pipe or socket on the input side, else the
+        // output (a full pipe or socket). Waiting on an input that has data while the output
+        // is full would never see a new edge.
         let in_is_stream = matches!(
             super::sys::file_type(fd_in),
             Some(libc::S_IFIFO | libc::S_IFSOCK)
         );
-        let (fd, interest) = if in_is_stream {
+        let (fd, interest) = if in_is_stream && !has_data(fd_in) {
             (fd_in, Interest::Read)
         } else {
             (fd_out, Interest::Write)
