@@ -565,8 +565,11 @@ impl Inner {
             .driver
             .borrow_mut()
             .submit(ud, op, &self.ctx(), &self.stats);
-        if let Err(errno) = res {
-            self.complete_now(key, -errno);
+        match res {
+            Ok(None) => {}
+            // Completed at once (epoll inline): no completion to dispatch.
+            Ok(Some(r)) => self.complete_now(key, r),
+            Err(errno) => self.complete_now(key, -errno),
         }
         if self.driver.borrow().has_completions() {
             self.dispatch();

@@ -99,7 +99,8 @@ impl Driver {
     }
 
     /// Builds and pushes one operation (the common, unchained path: no `Item` in between, so
-    /// the SQE is written once rather than moved through an enum).
+    /// the SQE is written once rather than moved through an enum). `Ok(Some(result))`: the
+    /// epoll backend completed it at once (no completion to dispatch later).
     #[inline]
     pub(crate) fn submit<T: Op>(
         &mut self,
@@ -107,13 +108,12 @@ impl Driver {
         op: &mut T,
         ctx: &BuildCtx<'_>,
         stats: &StatsCells,
-    ) -> Result<(), i32> {
+    ) -> Result<Option<i32>, i32> {
         match self {
-            Driver::Uring(d) => d.push_sqe(ud, op.uring_sqe(ctx)?, Link::None, stats),
-            Driver::Epoll(d) => {
-                d.push(ud, op.plan(ctx)?, op.fd_owner(), stats);
-                Ok(())
-            }
+            Driver::Uring(d) => d
+                .push_sqe(ud, op.uring_sqe(ctx)?, Link::None, stats)
+                .map(|()| None),
+            Driver::Epoll(d) => Ok(d.push(ud, op.plan(ctx)?, || op.fd_owner(), stats)),
         }
     }
 

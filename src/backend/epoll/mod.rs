@@ -305,43 +305,45 @@ impl Driver {
         }
     }
 
-    /// Accepts one unchained operation and runs it as far as it goes now.
+    /// Accepts one unchained operation and runs it as far as it goes now. `Some(result)`
+    /// when it completed at once: the common case of an I/O call that does not block (a
+    /// page-cache hit, data waiting in a socket, a cached open), which never enters the
+    /// table. Counting timeouts need every completion to pass through `complete`, so they
+    /// take the general path.
     pub(crate) fn push(
         &mut self,
         ud: u64,
         plan: Plan,
-        owner: Option<Weak<OwnedFd>>,
+        owner: impl FnOnce() -> Option<Weak<OwnedFd>>,
         stats: &StatsCells,
-    ) {
-        // The common case first: an I/O call that completes at once (a page-cache hit, data
-        // waiting in a socket) never enters the table. Counting timeouts need every
-        // completion to pass through `complete`, so they take the general path.
-        if let Plan::Pool(sys) = plan {
-            if self.nowait && self.counting.is_empty() {
-                StatsCells::bump(&stats.syscalls);
-                if let Some(r) = sys.try_inline() {
-                    StatsCells::bump(&stats.inline_completions);
-                    self.done.push((ud, r, 0));
-                    return;
-                }
-            }
-        }
-        if let Plan::Io { sys, .. } = plan {
-            if (self.nowait || sys.never_blocks()) && self.counting.is_empty() {
-                match Self::attempt_nowait(sys, stats) {
-                    Ok(r) => self.done.push((ud, r, 0)),
-                    Err(r) => {
-                        self.insert(ud, plan, Link::None, State::Ready);
-                        self.set_owner(ud, owner);
-                        self.would_block(ud, r, stats);
+    ) -> Option<i32> {
+        if self.counting.is_empty() {
+            match plan {
+                Plan::Pool(sys) if self.nowait => {
+                    StatsCells::bump(&stats.syscalls);
+                    if let Some(r) = sys.try_inline() {
+                        StatsCells::bump(&stats.inline_completions);
+                        return Some(r);
                     }
                 }
-                return;
+                Plan::Io { sys, .. } if self.nowait || sys.never_blocks() => {
+                    return match Self::attempt_nowait(sys, stats) {
+                        Ok(r) => Some(r),
+                        Err(r) => {
+                            self.insert(ud, plan, Link::None, State::Ready);
+                            self.set_owner(ud, owner());
+                            self.would_block(ud, r, stats);
+                            None
+                        }
+                    };
+                }
+                _ => {}
             }
         }
         self.insert(ud, plan, Link::None, State::Ready);
-        self.set_owner(ud, owner);
+        self.set_owner(ud, owner());
         self.start(ud, stats);
+        None
     }
 
     pub(crate) fn push_chain(
