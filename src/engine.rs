@@ -195,6 +195,7 @@ impl Builder {
                 next_bgid: Cell::new(0),
                 wakers: RefCell::new(Vec::with_capacity(64)),
                 reaped: RefCell::new(Vec::with_capacity(256)),
+                completed_inline: Cell::new(0),
                 finished: RefCell::new(Vec::new()),
                 chain_buf: RefCell::new(Vec::new()),
             }),
@@ -246,6 +247,9 @@ pub(crate) struct Inner {
     wakers: RefCell<Vec<Waker>>,
     /// Completions taken from the backend, dispatched after the driver borrow ends.
     reaped: RefCell<Vec<RawCompletion>>,
+    /// Operations completed without a completion to reap (inline on epoll, or failed at
+    /// submission) since the last turn: the next turn must not wait for them.
+    completed_inline: Cell<usize>,
     /// Operations whose handle was dropped and that have completed; finished (their output
     /// built and dropped, closing any descriptor it holds) outside every borrow.
     finished: RefCell<Vec<Finished>>,
@@ -599,6 +603,7 @@ impl Inner {
                 s => *s = State::Done { res, flags: 0 },
             }
         }
+        self.completed_inline.set(self.completed_inline.get() + 1);
         StatsCells::bump(&self.stats.completed);
     }
 
@@ -613,6 +618,14 @@ impl Inner {
             return Err(crate::fork::inherited());
         }
         self.driver.borrow_mut().release_slots(&self.files)?;
+        // Completions that happened since the last turn count as this turn's: do not sleep
+        // waiting for more.
+        let inline = self.completed_inline.replace(0);
+        let timeout = if inline > 0 {
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        };
         let r = {
             let mut reaped = self.reaped.borrow_mut();
             self.driver
@@ -620,7 +633,7 @@ impl Inner {
                 .wait(timeout, &mut reaped, &self.stats)
         };
         let n = self.dispatch();
-        r.map(|_| n)
+        r.map(|_| n + inline)
     }
 
     /// Moves reaped completions into the table, wakes waiters, finishes ignored operations.

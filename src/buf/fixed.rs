@@ -209,14 +209,6 @@ impl FixedBuf {
         // SAFETY: idx < count, so the offset stays inside the mapping.
         unsafe { self.arena.base.add(self.idx as usize * self.arena.buf_size) }
     }
-
-    /// The registered index when the arena is registered by the engine `owner`.
-    pub(crate) fn registered_for(&self, owner: u64) -> Option<u16> {
-        match self.arena.registered.get() {
-            Some(i) if self.arena.owner.get() == owner => Some(i),
-            _ => None,
-        }
-    }
 }
 
 impl Drop for FixedBuf {
@@ -264,6 +256,12 @@ unsafe impl IoBuf for FixedBuf {
     }
     fn fixed_index(&self) -> Option<u16> {
         self.arena.registered.get()
+    }
+    fn registered_for(&self, owner: u64) -> Option<u16> {
+        match self.arena.registered.get() {
+            Some(i) if self.arena.owner.get() == owner => Some(i),
+            _ => None,
+        }
     }
 }
 

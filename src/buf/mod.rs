@@ -49,6 +49,13 @@ pub unsafe trait IoBuf: 'static {
         None
     }
 
+    /// The registered buffer index when this buffer lives in memory registered by the engine
+    /// whose id is `owner` (`READ_FIXED`/`WRITE_FIXED` may then use it).
+    #[doc(hidden)]
+    fn registered_for(&self, _owner: u64) -> Option<u16> {
+        None
+    }
+
     /// The bytes of `range` as an owned buffer of their own (see [`Slice`]).
     ///
     /// # Panics

@@ -79,6 +79,9 @@ unsafe impl<T: IoBuf> IoBuf for Slice<T> {
     fn fixed_index(&self) -> Option<u16> {
         self.buf.fixed_index()
     }
+    fn registered_for(&self, owner: u64) -> Option<u16> {
+        self.buf.registered_for(owner)
+    }
 }
 
 // SAFETY: as above; `set_init` raises the inner buffer's initialised length only when the

@@ -32,15 +32,35 @@ use crate::buf::{resume, FixedBuf, IoBuf, IoBufMut};
 use crate::op::{self, OpenHow};
 use crate::{rt, Engine, Fd};
 
+mod copy;
+pub use copy::{
+    copy_file, copy_file_with, CopyOptions, CopyReport, Progress, DEFAULT_BLOCK_SIZE,
+    DEFAULT_QUEUE_DEPTH, MAX_BLOCK_SIZE,
+};
+
 /// `STATX_DIOALIGN` (6.1): the direct-I/O alignment fields.
 const STATX_DIOALIGN: u32 = 0x2000;
 
-/// An error about `path`: the message names it, and [`os_error`] still finds the errno.
+/// An error about opening `path`: the message names it, and [`os_error`] still finds the
+/// errno.
 fn with_path(e: io::Error, path: &Path) -> io::Error {
+    with_context(e, "opening", path, String::new())
+}
+
+/// An error of `what` (a verb: "opening", "reading") on `path`, with `detail` after the path
+/// (e.g. " at offset 4096"); keeps the kind, and [`os_error`] still finds the errno.
+pub(crate) fn with_context(
+    e: io::Error,
+    what: &'static str,
+    path: &Path,
+    detail: String,
+) -> io::Error {
     io::Error::new(
         e.kind(),
         PathError {
+            what,
             path: path.to_path_buf(),
+            detail,
             source: e,
         },
     )
@@ -48,13 +68,22 @@ fn with_path(e: io::Error, path: &Path) -> io::Error {
 
 #[derive(Debug)]
 struct PathError {
+    what: &'static str,
     path: std::path::PathBuf,
+    detail: String,
     source: io::Error,
 }
 
 impl std::fmt::Display for PathError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "opening {}: {}", self.path.display(), self.source)
+        write!(
+            f,
+            "{} {}{}: {}",
+            self.what,
+            self.path.display(),
+            self.detail,
+            self.source
+        )
     }
 }
 
@@ -77,9 +106,13 @@ impl std::error::Error for PathError {
 /// ```
 pub fn os_error(e: &io::Error) -> Option<i32> {
     e.raw_os_error().or_else(|| {
-        e.get_ref()
-            .and_then(|inner| inner.downcast_ref::<PathError>())
-            .and_then(|p| p.source.raw_os_error())
+        let inner = e.get_ref()?;
+        if let Some(p) = inner.downcast_ref::<PathError>() {
+            return os_error(&p.source);
+        }
+        inner
+            .downcast_ref::<copy::CopyError>()
+            .and_then(|c| os_error(&c.source))
     })
 }
 

@@ -11,23 +11,25 @@ use crate::fd::Fd;
 /// When the buffer's arena is not registered with this engine (registration refused, or the
 /// epoll backend), it runs as a plain [`Read`] with the same result: the engine degrades, the
 /// caller's code does not change. [`Engine::report`](crate::Engine::report) says which.
+///
+/// `B` is a [`FixedBuf`] or a [`Slice`](crate::buf::Slice) of one.
 #[derive(Debug)]
-pub struct ReadFixed(Read<FixedBuf>);
+pub struct ReadFixed<B: IoBufMut = FixedBuf>(Read<B>);
 
-impl ReadFixed {
+impl<B: IoBufMut> ReadFixed<B> {
     /// Reads at `offset` into `buf`, up to its capacity.
-    pub fn at(fd: impl Into<Fd>, buf: FixedBuf, offset: u64) -> ReadFixed {
+    pub fn at(fd: impl Into<Fd>, buf: B, offset: u64) -> ReadFixed<B> {
         ReadFixed(Read::at(fd, buf, offset))
     }
 
     /// Reads at the file's current position.
-    pub fn stream(fd: impl Into<Fd>, buf: FixedBuf) -> ReadFixed {
+    pub fn stream(fd: impl Into<Fd>, buf: B) -> ReadFixed<B> {
         ReadFixed(Read::stream(fd, buf))
     }
 }
 
-impl Op for ReadFixed {
-    type Output = (io::Result<usize>, FixedBuf);
+impl<B: IoBufMut> Op for ReadFixed<B> {
+    type Output = (io::Result<usize>, B);
 
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
         self.0.fd_owner()
@@ -58,22 +60,22 @@ impl Op for ReadFixed {
 /// Writes a registered buffer's bytes (`IORING_OP_WRITE_FIXED`); a plain [`Write`] when the
 /// buffer is not registered with this engine.
 #[derive(Debug)]
-pub struct WriteFixed(Write<FixedBuf>);
+pub struct WriteFixed<B: IoBuf = FixedBuf>(Write<B>);
 
-impl WriteFixed {
+impl<B: IoBuf> WriteFixed<B> {
     /// Writes `buf[..len]` at `offset`.
-    pub fn at(fd: impl Into<Fd>, buf: FixedBuf, offset: u64) -> WriteFixed {
+    pub fn at(fd: impl Into<Fd>, buf: B, offset: u64) -> WriteFixed<B> {
         WriteFixed(Write::at(fd, buf, offset))
     }
 
     /// Writes at the file's current position.
-    pub fn stream(fd: impl Into<Fd>, buf: FixedBuf) -> WriteFixed {
+    pub fn stream(fd: impl Into<Fd>, buf: B) -> WriteFixed<B> {
         WriteFixed(Write::stream(fd, buf))
     }
 }
 
-impl Op for WriteFixed {
-    type Output = (io::Result<usize>, FixedBuf);
+impl<B: IoBuf> Op for WriteFixed<B> {
+    type Output = (io::Result<usize>, B);
 
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
         self.0.fd_owner()
