@@ -310,6 +310,7 @@ pub fn copy_file_with(
             // Drop every ticket (cancelling what is in flight; the engine keeps the buffers
             // until the kernel is done with them), then take the partial copy away.
             drop(copy);
+            settle(engine);
             let removed = std::fs::remove_file(dst);
             let what = match removed {
                 Ok(()) => "; the incomplete destination was removed",
@@ -324,6 +325,20 @@ pub fn copy_file_with(
             ))
         }
     }
+}
+
+/// Waits (up to 2 s) for the operations a failed copy cancelled, so that the engine lets go
+/// of the files (their descriptors and fixed slots) before the destination is removed: on a
+/// full filesystem, the space comes back at once.
+fn settle(engine: &Engine) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while engine.in_flight() > 0 && Instant::now() < deadline {
+        if engine.turn(Some(Duration::from_millis(10))).is_err() {
+            break;
+        }
+    }
+    // One more turn releases the fixed slots dropped meanwhile.
+    let _ = engine.poll();
 }
 
 /// A copy failure: the error (naming the file and offset) and what became of the destination.

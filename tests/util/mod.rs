@@ -481,3 +481,35 @@ pub fn run_child_within(cmd: &mut Command, limit: Duration, what: &str) -> Child
         stderr,
     }
 }
+
+/// The example `name`, built once per test binary (`cargo test --test X` does not build
+/// examples; a plain `cargo test` does), in this test's profile.
+pub fn example_binary(name: &str) -> PathBuf {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
+    if let Some(p) = built.get(name) {
+        return p.clone();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "--example", name])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if release {
+        cmd.arg("--release");
+    }
+    let run = run_child_within(&mut cmd, Duration::from_secs(600), "cargo build");
+    assert!(
+        run.status.success(),
+        "cargo build --example {name}: {}",
+        run.stderr
+    );
+    let bin = profile_dir.join("examples").join(name);
+    assert!(bin.exists(), "{} not built", bin.display());
+    built.insert(name.to_string(), bin.clone());
+    bin
+}
