@@ -35,7 +35,7 @@ use trueio::op::{Read, ReadFixed, Write, WriteFixed};
 use trueio::{BackendChoice, Engine, Fd, Ticket};
 
 const USAGE: &str = "usage: iobench --file PATH [--size 1G] [--rw randread|randwrite|read|write] \
-    [--bs 4k] [--qd 32] [--runtime 10] [--direct] [--fixed-bufs] [--fixed-files] [--sqpoll] \
+    [--bs 4k] [--qd 32] [--runtime 10] [--direct] [--fixed-bufs] [--fixed-files] [--sqpoll] [--sqpoll-cpu N] \
     [--backend auto|uring|epoll] [--json] [--verify] [--seed N]";
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -74,6 +74,7 @@ struct Args {
     fixed_bufs: bool,
     fixed_files: bool,
     sqpoll: bool,
+    sqpoll_cpu: Option<u32>,
     backend: BackendChoice,
     json: bool,
     verify: bool,
@@ -110,6 +111,7 @@ fn parse() -> Result<Args, String> {
         fixed_bufs: false,
         fixed_files: false,
         sqpoll: false,
+        sqpoll_cpu: None,
         backend: BackendChoice::from_env().map_err(|e| e.to_string())?,
         json: false,
         verify: false,
@@ -178,6 +180,14 @@ fn parse() -> Result<Args, String> {
             "--fixed-bufs" => a.fixed_bufs = true,
             "--fixed-files" => a.fixed_files = true,
             "--sqpoll" => a.sqpoll = true,
+            "--sqpoll-cpu" => {
+                let v = value()?;
+                a.sqpoll_cpu = Some(
+                    v.parse()
+                        .map_err(|_| format!("--sqpoll-cpu {v}: a CPU number"))?,
+                );
+                a.sqpoll = true;
+            }
             "--json" => a.json = true,
             "--verify" => a.verify = true,
             "-h" | "--help" => return Err(USAGE.into()),
@@ -554,6 +564,15 @@ fn bench(args: &Args) -> io::Result<()> {
     }
     if args.sqpoll {
         b = b.sqpoll(1000);
+        if let Some(cpu) = args.sqpoll_cpu {
+            b = b.sqpoll_cpu(cpu);
+        }
+    }
+    // On the epoll backend files go through the blocking pool: give it a thread per
+    // operation in flight, as a thread-pool engine at this depth would have (O_DIRECT reads
+    // wait on the device; the default pool, 4 per core, would cap the depth).
+    if args.qd > 8 {
+        b = b.pool_threads(args.qd.min(256));
     }
     let engine = b.build()?;
     let mut flags = libc::O_CLOEXEC;

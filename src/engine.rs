@@ -85,6 +85,7 @@ pub struct Builder {
     pub(crate) buffers: (usize, usize),
     pub(crate) fixed_files: u32,
     pub(crate) sqpoll_idle: Option<u32>,
+    pub(crate) sqpoll_cpu: Option<u32>,
     pub(crate) backend: Option<BackendChoice>,
     pub(crate) disabled: Features,
     pub(crate) pool_threads: Option<usize>,
@@ -99,6 +100,7 @@ impl Default for Builder {
             buffers: (16, 64 * 1024),
             fixed_files: 64,
             sqpoll_idle: None,
+            sqpoll_cpu: None,
             backend: None,
             disabled: Features::empty(),
             pool_threads: None,
@@ -138,6 +140,13 @@ impl Builder {
     /// It burns a core while busy; opt in only where a core is spare.
     pub fn sqpoll(mut self, idle_ms: u32) -> Self {
         self.sqpoll_idle = Some(idle_ms);
+        self
+    }
+
+    /// Binds the SQPOLL thread (if [`sqpoll`](Self::sqpoll) is asked) to `cpu`
+    /// (`IORING_SETUP_SQ_AFF`), e.g. the core the application does not use.
+    pub fn sqpoll_cpu(mut self, cpu: u32) -> Self {
+        self.sqpoll_cpu = Some(cpu);
         self
     }
 

@@ -176,6 +176,9 @@ impl Driver {
             }
             if let Some(idle) = sqpoll {
                 builder.setup_sqpoll(idle);
+                if let Some(cpu) = b.sqpoll_cpu {
+                    builder.setup_sqpoll_cpu(cpu);
+                }
             }
             builder.build(sq)
         };
