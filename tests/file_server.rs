@@ -294,6 +294,8 @@ scenarios!(
     redirects_and_forms,
     idle_timeout,
     send_timeout,
+    idle_connections,
+    chromium_listing,
 );
 
 fn big_file(backend: &str) {
@@ -779,4 +781,135 @@ fn send_timeout(backend: &str) {
         }
     }
     assert!(total < 10 * BIG, "all {total} bytes arrived");
+}
+
+/// Raises this process's soft RLIMIT_NOFILE to its hard limit; returns the new soft limit.
+fn raise_nofile() -> u64 {
+    // SAFETY: getrlimit/setrlimit read and write the rlimit struct on this frame.
+    unsafe {
+        let mut rl: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
+        rl.rlim_cur = rl.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
+        rl.rlim_cur
+    }
+}
+
+/// 2 000 idle connections (each sent half a request line, or nothing) do not stop a normal
+/// request from being served.
+fn idle_connections(backend: &str) {
+    const IDLE: usize = 2000;
+    if raise_nofile() < IDLE as u64 + 100 {
+        util::skip("RLIMIT_NOFILE's hard limit is below 2 100 descriptors");
+        return;
+    }
+    let f = Fixture::new();
+    let Some(s) = Server::start(backend, &f.root()) else {
+        return;
+    };
+    let mut idle = Vec::with_capacity(IDLE);
+    for i in 0..IDLE {
+        let mut c = TcpStream::connect(s.addr)
+            .unwrap_or_else(|e| panic!("idle connection {i} refused: {e}"));
+        if i % 2 == 0 {
+            // Half of them start a request and stall (slowloris-like).
+            c.write_all(b"GET /small.txt HT").unwrap();
+        }
+        idle.push(c);
+    }
+    // A normal client is still served, promptly, many times.
+    for _ in 0..5 {
+        let mut c = s.client();
+        c.stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let r = c.get("/small.txt", "");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, b"hello, world\n");
+    }
+    // The idle connections are still open (not dropped to make room): one of them can
+    // finish its request.
+    let c = &mut idle[0];
+    c.write_all(b"TP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut resp = Vec::new();
+    c.read_to_end(&mut resp).unwrap();
+    let text = String::from_utf8_lossy(&resp);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("hello, world\n"), "{text}");
+}
+
+/// A directory listing loads in headless Chromium and shows the files, with names escaped.
+fn chromium_listing(backend: &str) {
+    let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        util::skip("Chromium is not installed (Debian package chromium; .ci/run installs it)");
+        return;
+    };
+    let f = Fixture::new();
+    let Some(s) = Server::start(backend, &f.root()) else {
+        return;
+    };
+    let profile = TempDir::new("chromium-profile");
+    let run = util::run_child_within(
+        Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.0.display()))
+            .arg(format!("http://{}/list/", s.addr)),
+        Duration::from_secs(60),
+        "chromium",
+    );
+    assert!(run.status.success(), "chromium failed: {}", run.stderr);
+    let dom = run.stdout;
+    // The parsed page has the file as a link, its name shown as text (escaped in the DOM
+    // serialisation), and the browser did not see raw markup from the name.
+    assert!(
+        dom.contains("a&amp;b&lt;c&gt;.txt"),
+        "the listing's DOM lacks the file: {dom}"
+    );
+    assert!(
+        dom.contains("href=\"a%26b%3Cc%3E.txt\""),
+        "no link to the file: {dom}"
+    );
+    assert!(!dom.contains("<c>"), "a name was parsed as markup: {dom}");
+    let root = util::run_child_within(
+        Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.0.display()))
+            .arg(format!("http://{}/", s.addr)),
+        Duration::from_secs(60),
+        "chromium",
+    );
+    for name in ["big.bin", "small.txt", "list/", "withindex/"] {
+        assert!(
+            root.stdout.contains(name),
+            "the root listing lacks {name}: {}",
+            root.stdout
+        );
+    }
 }
