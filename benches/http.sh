@@ -3,6 +3,10 @@
 # CPU 0, wrk pinned to CPU 1. Prints req/s and transfer/s for 1 KiB, 64 KiB and 1 MiB files at
 # 64 and 256 connections, medians of 3, with the ratio to nginx.
 #
+# The example runs twice per backend: with its default send path (sendfile from the page cache
+# for bodies from 64 KiB) and with every body copied through a buffer (`-copy` rows), so each
+# size class shows which path is faster.
+#
 #   bash benches/http.sh            # 10 s runs
 #   DURATION=3 ROUNDS=1 bash benches/http.sh
 set -euo pipefail
@@ -50,7 +54,14 @@ http {
 CONF
 
 start_nginx() { taskset -c 0 nginx -c "$WORK/nginx/nginx.conf" & }
-start_trueio() { taskset -c 0 "$SERVER" --root "$WORK/root" --addr 127.0.0.1:18080 --threads 1 --backend "$1" >/dev/null 2>&1 & }
+# "uring", "epoll": the default send path (sendfile from the page cache from 64 KiB on);
+# "uring-copy", "epoll-copy": every body read into a buffer and sent (--sendfile-min off).
+start_trueio() {
+  local backend=${1%-copy} extra=()
+  [ "$1" != "$backend" ] && extra=(--sendfile-min off)
+  taskset -c 0 "$SERVER" --root "$WORK/root" --addr 127.0.0.1:18080 --threads 1 --backend "$backend" \
+    "${extra[@]}" ${TRUEIO_ARGS:-} >/dev/null 2>&1 &
+}
 wait_up() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/18080) 2>/dev/null && return 0; sleep 0.05; done; echo "server did not start" >&2; return 1; }
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; sleep 0.3; }
 
@@ -66,8 +77,8 @@ run_wrk() {
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-SERVERS="nginx uring epoll"
-printf "%-6s %-6s %5s %12s %10s %10s\n" server file conns "req/s" "MB/s" "vs nginx"
+SERVERS=${SERVERS:-"nginx uring uring-copy epoll epoll-copy"}
+printf "%-10s %-7s %5s %12s %10s %10s\n" server file conns "req/s" "MB/s" "vs nginx"
 for file in 1k.bin 64k.bin 1m.bin; do
   for conns in $CONNS; do
     declare -A RPS=() MBS=()
@@ -86,7 +97,7 @@ for file in 1k.bin 64k.bin 1m.bin; do
     done
     for s in $SERVERS; do
       ratio=$(awk -v a="${RPS[$s]}" -v b="${RPS[nginx]}" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')
-      printf "%-6s %-6s %5s %12s %10s %10s\n" "$s" "$file" "$conns" "${RPS[$s]}" "${MBS[$s]}" "$ratio"
+      printf "%-10s %-7s %5s %12s %10s %10s\n" "$s" "$file" "$conns" "${RPS[$s]}" "${MBS[$s]}" "$ratio"
     done
   done
 done

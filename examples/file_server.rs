@@ -40,11 +40,18 @@ struct Timeouts {
     header: Duration,
     idle: Duration,
     send: Duration,
+    /// Bodies from this size on go out with `TcpStream::send_file` (sendfile from the page
+    /// cache); smaller ones are read into a buffer and sent. `None`: never.
+    sendfile_min: Option<u64>,
 }
 /// File bytes per read and send.
 const CHUNK: usize = 256 * 1024;
 /// Bodies up to this size go out in the same send as the headers.
 const SMALL_BODY: u64 = 16 * 1024;
+/// `sendfile` pieces, each bounded by the send timeout.
+const SENDFILE_PIECE: u64 = 4 << 20;
+/// Bodies from this size on go out by `sendfile` when cached (see `--sendfile-min`).
+const DEFAULT_SENDFILE_MIN: u64 = 64 * 1024;
 
 struct Args {
     root: PathBuf,
@@ -59,7 +66,8 @@ struct Args {
 fn usage() -> String {
     "usage: file_server [--root DIR] [--addr HOST:PORT] [--threads N] \
      [--backend auto|uring|epoll] [--max-conns N] [--log] \
-     [--header-timeout SECS (10)] [--idle-timeout SECS (30)] [--send-timeout SECS (30)]"
+     [--header-timeout SECS (10)] [--idle-timeout SECS (30)] [--send-timeout SECS (30)] \
+     [--sendfile-min BYTES|off (65536)]"
         .into()
 }
 
@@ -75,6 +83,7 @@ fn parse() -> Result<Args, String> {
             header: Duration::from_secs(10),
             idle: Duration::from_secs(30),
             send: Duration::from_secs(30),
+            sendfile_min: Some(DEFAULT_SENDFILE_MIN),
         },
     };
     let secs = |name: &str, v: String| -> Result<Duration, String> {
@@ -117,6 +126,15 @@ fn parse() -> Result<Args, String> {
             }
             "--send-timeout" => {
                 args.timeouts.send = secs("--send-timeout", value("--send-timeout")?)?;
+            }
+            "--sendfile-min" => {
+                let v = value("--sendfile-min")?;
+                args.timeouts.sendfile_min = match v.as_str() {
+                    "off" => None,
+                    n => Some(n.parse().map_err(|_| {
+                        format!("--sendfile-min {n}: a byte count or off\n{}", usage())
+                    })?),
+                };
             }
             "-h" | "--help" => return Err(usage()),
             other => return Err(format!("unknown argument {other:?}\n{}", usage())),
@@ -721,6 +739,25 @@ impl Conn<'_> {
         self.send_out().await?;
         let mut pos = start;
         let end = start + count;
+        if self
+            .shared
+            .timeouts
+            .sendfile_min
+            .is_some_and(|m| count >= m)
+        {
+            // Page cache to socket without a copy through user space; each piece must leave
+            // within the send timeout.
+            while pos < end {
+                let n = (end - pos).min(SENDFILE_PIECE);
+                let sent = time::timeout(
+                    self.shared.timeouts.send,
+                    self.stream.send_file(file, pos, n),
+                )
+                .await??;
+                pos += sent;
+            }
+            return Ok(());
+        }
         let mut chunk = self.take_chunk();
         while pos < end {
             let want = (end - pos).min(CHUNK as u64);

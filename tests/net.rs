@@ -100,6 +100,51 @@ unsafe impl IoBufMut for Flagged {
 }
 
 both_backends! {
+    /// `send_file` sends a file's range byte-exact, from the page cache (sendfile) and from
+    /// data that is not cached (read through the engine), through a slow reader that fills
+    /// the socket buffers (the sender waits for room).
+    fn send_file_sends_cached_and_uncached_ranges_byte_exact(b: Builder) {
+        use std::os::fd::AsRawFd;
+        let dir = util::TempDir::new("send-file");
+        let data = util::pattern(3 * 1024 * 1024 + 123, 9);
+        let f = dir.rw_file("f", &data);
+        f.sync_all().unwrap();
+        let path = dir.path("f");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // The reader: two responses, read slowly at first.
+        let expected = [data[..].to_vec(), data[1000..1000 + 2_000_000].to_vec()];
+        let reader = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            got
+        });
+        let rt = Runtime::with_builder(b).unwrap();
+        rt.block_on(async {
+            let file = trueio::fs::File::open(&path).await.unwrap();
+            let s = TcpStream::connect(addr).await.unwrap();
+            // Cached: the file was just written.
+            let n = s.send_file(&file, 0, data.len() as u64).await.unwrap();
+            assert_eq!(n, data.len() as u64);
+            // Not cached: drop the file's pages first (clean after the sync).
+            // SAFETY: fadvise takes no pointers.
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            let n = s.send_file(&file, 1000, 2_000_000).await.unwrap();
+            assert_eq!(n, 2_000_000);
+            // Past the end of the file: an error that says so.
+            let e = s.send_file(&file, data.len() as u64 - 10, 100).await.unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
+        });
+        drop(rt);
+        let got = reader.join().unwrap();
+        let want: Vec<u8> = expected.concat();
+        assert_eq!(got.len(), want.len() + 10, "bytes received");
+        assert!(got[..want.len()] == want[..], "the bytes differ");
+        assert_eq!(&got[want.len()..], &data[data.len() - 10..]);
+    }
+
     fn echo_round_trips_with_1000_concurrent_connections(b: Builder) {
         const CONNS: usize = 1000;
         const ROUNDS: usize = 3;

@@ -39,6 +39,60 @@ use crate::{op, rt, Engine, Fd, Subscription};
 /// loopback peer): below it, the zero-copy notification costs more than the copy saves.
 const ZERO_COPY_MIN: usize = 64 * 1024;
 
+/// `send_file` asks the page cache about, and sends, at most this much at a time.
+const SEND_FILE_CHUNK: u64 = 1 << 20;
+/// `send_file`'s read-and-send chunk for data not in the page cache.
+const COPY_CHUNK: usize = 256 * 1024;
+
+/// Whether `len` bytes of `fd` from `pos` are all in the page cache (`cachestat`, 6.5). Kernels
+/// without it answer "not known": the caller reads through the engine.
+fn page_cached(fd: RawFd, pos: u64, len: u64) -> bool {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static MISSING: AtomicBool = AtomicBool::new(false);
+    if MISSING.load(Ordering::Relaxed) {
+        return false;
+    }
+    #[repr(C)]
+    struct Range {
+        off: u64,
+        len: u64,
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct CacheStat {
+        nr_cache: u64,
+        nr_dirty: u64,
+        nr_writeback: u64,
+        nr_evicted: u64,
+        nr_recently_evicted: u64,
+    }
+    const SYS_CACHESTAT: libc::c_long = 451;
+    let range = Range { off: pos, len };
+    let mut st = CacheStat::default();
+    // SAFETY: both structs live on this frame and match the kernel's layouts
+    // (`struct cachestat_range`, `struct cachestat`); flags must be 0.
+    let r = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
+            fd,
+            &range as *const Range,
+            &mut st as *mut CacheStat,
+            0u32,
+        )
+    };
+    if r < 0 {
+        if io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+            MISSING.store(true, Ordering::Relaxed);
+        }
+        return false;
+    }
+    let page = crate::buf::page_size() as u64;
+    // Pages the range touches.
+    let first = pos / page;
+    let last = (pos + len.max(1) - 1) / page;
+    st.nr_cache > last - first
+}
+
 /// How a listener is set up.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenOptions {
@@ -342,6 +396,90 @@ impl TcpStream {
             });
         self.zero_copy.set(Some(pays));
         pays
+    }
+
+    /// Sends `len` bytes of `file` from `pos`, the fastest way the data allows:
+    ///
+    /// - where the range is in the page cache (asked with `cachestat`, 6.5), `sendfile` from
+    ///   the cache to the socket, with no copy through user space; when the socket's buffer
+    ///   is full, the engine waits for it to drain (`POLL_ADD`);
+    /// - where it is not (or the kernel cannot tell), the bytes are read through the engine
+    ///   (io_uring, or the fallback's pool) and sent, so the event loop never waits on a disk.
+    ///
+    /// Returns the bytes sent (`len`, unless the file ended first: then an `UnexpectedEof`
+    /// error says how far it got). A future dropped part-way leaves the stream at an unknown
+    /// position: close it.
+    ///
+    /// ```no_run
+    /// # async fn f(stream: &trueio::net::TcpStream, file: &trueio::fs::File) -> std::io::Result<()> {
+    /// let len = file.metadata().await?.len();
+    /// stream.send_file(file, 0, len).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_file(&self, file: &crate::fs::File, pos: u64, len: u64) -> io::Result<u64> {
+        let end = pos.saturating_add(len);
+        let mut at = pos;
+        let mut scratch: Option<crate::buf::AlignedBuf> = None;
+        while at < end {
+            let want = (end - at).min(SEND_FILE_CHUNK);
+            if page_cached(file.as_raw_fd(), at, want) {
+                let mut off = at as libc::off_t;
+                // SAFETY: `off` is a valid off_t on this frame; both descriptors are open
+                // (the socket is non-blocking, so the call does not wait for the peer).
+                let r = unsafe {
+                    libc::sendfile(
+                        self.fd.as_raw_fd(),
+                        file.as_raw_fd(),
+                        &mut off,
+                        want as usize,
+                    )
+                };
+                if r > 0 {
+                    at += r as u64;
+                    continue;
+                }
+                if r == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("the file ended at {at}, before {end}"),
+                    ));
+                }
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EAGAIN) => {
+                        self.engine
+                            .submit(op::PollAdd::new(self.target(), libc::POLLOUT as u32))
+                            .await?;
+                        continue;
+                    }
+                    Some(libc::EINTR) => continue,
+                    // This pair of files cannot sendfile: copy instead (below).
+                    Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => {}
+                    _ => return Err(e),
+                }
+            }
+            // Through user space, by the engine.
+            let mut buf = scratch
+                .take()
+                .unwrap_or_else(|| crate::buf::AlignedBuf::with_capacity(COPY_CHUNK));
+            buf.clear();
+            let n = ((end - at) as usize).min(COPY_CHUNK);
+            let (r, slice) = file.read_at(buf.slice(..n), at).await;
+            let mut buf = slice.into_inner();
+            let got = r?;
+            if got == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the file ended at {at}, before {end}"),
+                ));
+            }
+            buf.set_len(got);
+            let (r, buf) = self.write_all(buf).await;
+            r?;
+            scratch = Some(buf);
+            at += got as u64;
+        }
+        Ok(end - pos)
     }
 
     /// Shuts down the read half, the write half (the peer reads EOF) or both.
