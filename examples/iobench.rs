@@ -13,8 +13,9 @@
 //! once first so that it is in the page cache (this machine drops idle page cache within a
 //! minute).
 //!
-//! Every block has a known content: the fill writes `pattern(offset, 0)` and a write run
-//! writes `pattern(offset, seed)` (a fresh seed per run unless `--seed` is given), so
+//! Every block has a known content: the fill writes `pattern(offset, 0)` and a write run with
+//! `--verify` writes `pattern(offset, seed)` (a fresh seed per run unless `--seed` is given;
+//! without `--verify` a write sends its buffer's bytes as they are, as fio does), so
 //! `--verify` (or any program) can check the file after a write run: the blocks holding the
 //! write pattern are exactly those the run reports having written (`blocks_written`), and on
 //! a freshly filled file every other block still holds the fill.
@@ -348,11 +349,17 @@ fn run(args: &Args, engine: &Engine, fd: Fd) -> io::Result<Outcome> {
     };
     let mut slots: Vec<Slot> = Vec::with_capacity(args.qd);
     for _ in 0..args.qd {
+        // Without --verify a write sends whatever its buffer holds (filled once here, as fio
+        // does): generating the block pattern per write would cost more than the write.
         let buf = if args.fixed_bufs {
-            Buf::Fixed(engine.fixed_buf()?)
+            let mut b = engine.fixed_buf()?;
+            b.set_len(args.bs);
+            fill_pattern(&mut b, 0, args.seed);
+            Buf::Fixed(b)
         } else {
             let mut b = AlignedBuf::with_capacity(args.bs);
             b.set_len(args.bs);
+            fill_pattern(&mut b, 0, args.seed);
             Buf::Plain(b)
         };
         slots.push(Slot {
@@ -371,7 +378,9 @@ fn run(args: &Args, engine: &Engine, fd: Fd) -> io::Result<Outcome> {
         let op = match (&mut buf, args.rw.writes()) {
             (Buf::Fixed(b), true) => {
                 b.set_len(args.bs);
-                fill_pattern(b, off, args.seed);
+                if args.verify {
+                    fill_pattern(b, off, args.seed);
+                }
                 let Buf::Fixed(b) = buf else { unreachable!() };
                 InFlight::WriteF(engine.submit(WriteFixed::at(fd.clone(), b, off)))
             }
@@ -380,7 +389,9 @@ fn run(args: &Args, engine: &Engine, fd: Fd) -> io::Result<Outcome> {
                 InFlight::ReadF(engine.submit(ReadFixed::at(fd.clone(), b.slice(..args.bs), off)))
             }
             (Buf::Plain(b), true) => {
-                fill_pattern(b, off, args.seed);
+                if args.verify {
+                    fill_pattern(b, off, args.seed);
+                }
                 let Buf::Plain(b) = buf else { unreachable!() };
                 InFlight::Write(engine.submit(Write::at(fd.clone(), b, off)))
             }

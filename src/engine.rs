@@ -20,7 +20,7 @@ use crate::backend::{Driver, Link, RawCompletion, CQE_F_MORE};
 use crate::buf::{BufPool, BufRing, FixedBuf};
 use crate::capability::{Backend, Feature, Features, Report};
 use crate::fd::{FileTable, FixedFile};
-use crate::op::{BuildCtx, Multishot, Op};
+use crate::op::{BuildCtx, Multishot, Op, Syscall};
 use crate::stats::{Stats, StatsCells};
 
 /// The user_data of requests the engine makes for itself (cancels, wait timeouts); their
@@ -150,6 +150,11 @@ impl Builder {
         self
     }
 
+    /// Whether `feature` was switched off with [`disable`](Self::disable).
+    pub fn is_disabled(&self, feature: Feature) -> bool {
+        self.disabled.contains(feature)
+    }
+
     /// The backend, overriding `TRUEIO_BACKEND`.
     pub fn backend(mut self, choice: BackendChoice) -> Self {
         self.backend = Some(choice);
@@ -190,6 +195,8 @@ impl Builder {
             None
         };
         let (driver, report) = Driver::open(&self, choice, id, bufs.as_ref())?;
+        let lone_reads =
+            report.backend == Backend::Uring && !self.disabled.contains(Feature::NowaitReads);
         Ok(Engine {
             inner: Rc::new(Inner {
                 id,
@@ -205,6 +212,8 @@ impl Builder {
                 wakers: RefCell::new(Vec::with_capacity(64)),
                 reaped: RefCell::new(Vec::with_capacity(256)),
                 completed_inline: Cell::new(0),
+                lone_reads,
+                direct: RefCell::new(crate::backend::DirectHints::default()),
                 finished: RefCell::new(Vec::new()),
                 chain_buf: RefCell::new(Vec::new()),
             }),
@@ -259,6 +268,12 @@ pub(crate) struct Inner {
     /// Operations completed without a completion to reap (inline on epoll, or failed at
     /// submission) since the last turn: the next turn must not wait for them.
     completed_inline: Cell<usize>,
+    /// io_uring: a file read submitted alone (nothing else in flight) is first tried inline
+    /// with `RWF_NOWAIT`: a page-cache hit then costs one plain syscall instead of a ring
+    /// round trip; a miss goes to the ring. Off with `Feature::NowaitReads` disabled.
+    lone_reads: bool,
+    /// Which descriptors are `O_DIRECT` (their `RWF_NOWAIT` reads wait for the device).
+    direct: RefCell<crate::backend::DirectHints>,
     /// Operations whose handle was dropped and that have completed; finished (their output
     /// built and dropped, closing any descriptor it holds) outside every borrow.
     finished: RefCell<Vec<Finished>>,
@@ -574,6 +589,13 @@ impl Inner {
         }
         let ud = user_data(key, gen);
         StatsCells::bump(&self.stats.submitted);
+        if self.lone_reads && self.ops.borrow().len() == 1 {
+            if let Some(r) = self.try_lone_read(op) {
+                StatsCells::bump(&self.stats.inline_completions);
+                self.complete_now(key, r);
+                return;
+            }
+        }
         let res = self
             .driver
             .borrow_mut()
@@ -587,6 +609,23 @@ impl Inner {
         if self.driver.borrow().has_completions() {
             self.dispatch();
         }
+    }
+
+    /// A lone file read tried inline (see `lone_reads`): its result, or `None` when it would
+    /// block (not cached), cannot be tried (not a positional read, an `O_DIRECT` file, a
+    /// native fixed file) or the file refuses `RWF_NOWAIT`.
+    #[inline]
+    fn try_lone_read<T: Op>(&self, op: &mut T) -> Option<i32> {
+        let sys = op.lone_read(&self.ctx())?;
+        let Syscall::Read { fd, .. } = sys else {
+            return None;
+        };
+        if self.direct.borrow_mut().is_direct(fd, &self.stats) {
+            return None;
+        }
+        StatsCells::bump(&self.stats.syscalls);
+        let r = sys.run(true);
+        (r != -libc::EAGAIN && r != -libc::EOPNOTSUPP).then_some(r)
     }
 
     #[inline]
@@ -630,6 +669,11 @@ impl Inner {
         // Completions that happened since the last turn count as this turn's: do not sleep
         // waiting for more.
         let inline = self.completed_inline.replace(0);
+        // Every operation in the table completed inline and the kernel has nothing of ours:
+        // no reason to enter it at all.
+        if inline > 0 && self.ops.borrow().len() <= inline && self.driver.borrow_mut().idle() {
+            return Ok(inline);
+        }
         let timeout = if inline > 0 {
             Some(Duration::ZERO)
         } else {

@@ -30,6 +30,41 @@ fn umask() -> u32 {
 }
 
 both_backends! {
+    /// A positional read of a cached file, submitted while nothing else is in flight,
+    /// completes inline (one `RWF_NOWAIT` call, no ring round trip), with the same result;
+    /// with other operations in flight it goes through the ring to be batched with them.
+    fn a_lone_cached_read_completes_inline(b: Builder) {
+        let nowait = !b.is_disabled(trueio::Feature::NowaitReads);
+        let engine = b.build().unwrap();
+        let dir = TempDir::new("lone-read");
+        let f = dir.rw_file("f", b"lone and cached");
+        let before = engine.stats();
+        let t = engine.submit(Read::at(&f, vec![0u8; 64], 5));
+        let (n, buf) = util::wait(&engine, t);
+        assert_eq!(n.unwrap(), 10);
+        assert_eq!(&buf[..10], b"and cached");
+        let st = engine.stats().since(&before);
+        if nowait {
+            assert_eq!(st.inline_completions, 1, "{st:?}");
+            if engine.backend() == trueio::Backend::Uring {
+                assert_eq!(st.enters, 0, "a lone cached read entered the ring: {st:?}");
+            }
+        }
+        // Not alone: an idle pipe read is in flight; the read goes to the ring on io_uring.
+        let (r, _w) = util::pipe(true);
+        let idle = engine.submit(Read::stream(&r, vec![0u8; 8]));
+        let before = engine.stats();
+        let t = engine.submit(Read::at(&f, vec![0u8; 64], 0));
+        let (n, _) = util::wait(&engine, t);
+        assert_eq!(n.unwrap(), 15);
+        if engine.backend() == trueio::Backend::Uring {
+            let st = engine.stats().since(&before);
+            assert_eq!(st.inline_completions, 0, "{st:?}");
+        }
+        drop(idle);
+        util::drive_until_idle(&engine, "the idle pipe read");
+    }
+
     fn nop_completes_ok(b: Builder) {
         let engine = b.build().unwrap();
         let t = engine.submit(Nop::new());

@@ -81,11 +81,12 @@ both_backends! {
         let rt = runtime(b);
         let signal = Arc::new(Signal::default());
         let s2 = signal.clone();
+        // Before the thread starts: its 50 ms must not begin before the measurement does.
+        let start = Instant::now();
         let t = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
             s2.set();
         });
-        let start = Instant::now();
         rt.block_on(Wait(signal));
         assert!(start.elapsed() >= Duration::from_millis(50));
         t.join().unwrap();

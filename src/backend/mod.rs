@@ -125,6 +125,15 @@ impl Driver {
         }
     }
 
+    /// Nothing queued for the kernel and nothing reaped but not yet handed over (io_uring);
+    /// the epoll backend answers false (its wait is cheap and handles its own state).
+    pub(crate) fn idle(&mut self) -> bool {
+        match self {
+            Driver::Uring(d) => d.idle(),
+            Driver::Epoll(_) => false,
+        }
+    }
+
     pub(crate) fn push_chain(
         &mut self,
         items: &mut Vec<(u64, Item, Link)>,
@@ -235,4 +244,58 @@ fn emulated_install(files: &FileTable, slot: u32, fd: OwnedFd) {
         t.resize_with(idx + 1, || None);
     }
     t[idx] = Some(fd);
+}
+
+/// Which descriptor numbers are open with `O_DIRECT`. A `RWF_NOWAIT` call on such a file
+/// does not fail fast: it waits for the device, which would stall the event loop for every
+/// read at any queue depth. Those go straight to the pool. `fcntl(F_GETFL)` answers once per
+/// descriptor number and again every [`DirectHints::RECHECK`] operations, since a number may
+/// be closed and reused outside the engine. A hint only: a stale one costs speed (a pool trip,
+/// or for a few operations a wait inline), never correctness.
+#[derive(Default)]
+pub(crate) struct DirectHints {
+    /// Per descriptor number: 0 unknown, else (direct as bit 15) | operations until recheck.
+    by_fd: Vec<u16>,
+}
+
+impl DirectHints {
+    const RECHECK: u16 = 1024;
+    const DIRECT: u16 = 1 << 15;
+
+    /// Whether `fd` was opened with `O_DIRECT`, asking the kernel when not known (recently).
+    #[inline]
+    pub(crate) fn is_direct(
+        &mut self,
+        fd: std::os::fd::RawFd,
+        stats: &crate::stats::StatsCells,
+    ) -> bool {
+        let Ok(i) = usize::try_from(fd) else {
+            return false;
+        };
+        if i >= self.by_fd.len() {
+            if i > 1 << 20 {
+                return false;
+            }
+            self.by_fd.resize(i + 1, 0);
+        }
+        let h = self.by_fd[i];
+        if h & !Self::DIRECT > 1 {
+            self.by_fd[i] = h - 1;
+            return h & Self::DIRECT != 0;
+        }
+        crate::stats::StatsCells::bump(&stats.syscalls);
+        // SAFETY: F_GETFL takes no pointers; a closed descriptor gives -1 (EBADF), answered
+        // as "not direct", and the operation itself reports the error.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        let direct = flags >= 0 && flags & libc::O_DIRECT != 0;
+        self.by_fd[i] = Self::RECHECK | if direct { Self::DIRECT } else { 0 };
+        direct
+    }
+
+    /// Forgets `fd` (closed through the engine).
+    pub(crate) fn forget(&mut self, fd: std::os::fd::RawFd) {
+        if let Some(h) = usize::try_from(fd).ok().and_then(|i| self.by_fd.get_mut(i)) {
+            *h = 0;
+        }
+    }
 }

@@ -411,6 +411,7 @@ impl TcpStream {
     /// position: close it.
     ///
     /// ```no_run
+    /// # #[allow(dead_code)]
     /// # async fn f(stream: &trueio::net::TcpStream, file: &trueio::fs::File) -> std::io::Result<()> {
     /// let len = file.metadata().await?.len();
     /// stream.send_file(file, 0, len).await?;

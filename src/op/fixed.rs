@@ -2,7 +2,7 @@ use std::io;
 
 use io_uring::{opcode, squeue};
 
-use super::{with_target, BuildCtx, Op, Plan, Read, Write};
+use super::{with_target, BuildCtx, Op, Plan, Read, Syscall, Write};
 use crate::buf::{FixedBuf, IoBuf, IoBufMut};
 use crate::fd::Fd;
 
@@ -50,6 +50,10 @@ impl<B: IoBufMut> Op for ReadFixed<B> {
 
     fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
         self.0.plan(ctx)
+    }
+
+    fn lone_read(&mut self, ctx: &BuildCtx<'_>) -> Option<Syscall> {
+        self.0.lone_read(ctx)
     }
 
     fn complete(self, res: i32, flags: u32) -> Self::Output {

@@ -70,6 +70,13 @@ pub trait Op: 'static + Sized {
     fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32>;
 
     #[doc(hidden)]
+    /// For a read of a file: the call itself, which the io_uring backend may try inline with
+    /// `RWF_NOWAIT` when the read is alone (nothing else in flight to batch with).
+    fn lone_read(&mut self, _ctx: &BuildCtx<'_>) -> Option<Syscall> {
+        None
+    }
+
+    #[doc(hidden)]
     /// The shared descriptor a readiness wait would be on, if the operation holds one (see
     /// the epoll backend's registration renewal).
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {

@@ -66,6 +66,18 @@ impl<B: IoBufMut> Op for Read<B> {
         .build()))
     }
 
+    fn lone_read(&mut self, ctx: &BuildCtx<'_>) -> Option<Syscall> {
+        // Positional reads only: a stream read (offset -1) may be a socket or a pipe, whose
+        // readiness the ring handles better.
+        if self.offset < 0 {
+            return None;
+        }
+        match self.plan(ctx) {
+            Ok(Plan::Io { sys, .. }) => Some(sys),
+            _ => None,
+        }
+    }
+
     fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
         let Read { fd, buf, offset } = self;
         let fd = ctx.raw(fd.target())?;

@@ -58,57 +58,7 @@ pub(crate) struct Driver {
     pool_done: Vec<Done<Syscall>>,
     nowait: bool,
     /// Which descriptors are open with `O_DIRECT`, by number (see [`DirectHints`]).
-    direct: DirectHints,
-}
-
-/// Which descriptor numbers are open with `O_DIRECT`. A `RWF_NOWAIT` call on such a file
-/// does not fail fast: it waits for the device, which would stall the event loop for every
-/// read at any queue depth. Those go straight to the pool. `fcntl(F_GETFL)` answers once per
-/// descriptor number and again every [`DirectHints::RECHECK`] operations, since a number may
-/// be closed and reused outside the engine. A hint only: a stale one costs speed (a pool trip,
-/// or for a few operations a wait inline), never correctness.
-#[derive(Default)]
-struct DirectHints {
-    /// Per descriptor number: 0 unknown, else (direct as bit 15) | operations until recheck.
-    by_fd: Vec<u16>,
-}
-
-impl DirectHints {
-    const RECHECK: u16 = 1024;
-    const DIRECT: u16 = 1 << 15;
-
-    /// Whether `fd` was opened with `O_DIRECT`, asking the kernel when not known (recently).
-    #[inline]
-    fn is_direct(&mut self, fd: RawFd, stats: &StatsCells) -> bool {
-        let Ok(i) = usize::try_from(fd) else {
-            return false;
-        };
-        if i >= self.by_fd.len() {
-            if i > 1 << 20 {
-                return false;
-            }
-            self.by_fd.resize(i + 1, 0);
-        }
-        let h = self.by_fd[i];
-        if h & !Self::DIRECT > 1 {
-            self.by_fd[i] = h - 1;
-            return h & Self::DIRECT != 0;
-        }
-        StatsCells::bump(&stats.syscalls);
-        // SAFETY: F_GETFL takes no pointers; a closed descriptor gives -1 (EBADF), answered
-        // as "not direct", and the operation itself reports the error.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-        let direct = flags >= 0 && flags & libc::O_DIRECT != 0;
-        self.by_fd[i] = Self::RECHECK | if direct { Self::DIRECT } else { 0 };
-        direct
-    }
-
-    /// Forgets `fd` (closed through the engine).
-    fn forget(&mut self, fd: RawFd) {
-        if let Some(h) = usize::try_from(fd).ok().and_then(|i| self.by_fd.get_mut(i)) {
-            *h = 0;
-        }
-    }
+    direct: crate::backend::DirectHints,
 }
 
 /// Pending operations by user_data, indexed by the engine's slab key (the low 32 bits): no
@@ -311,7 +261,7 @@ impl Driver {
                 buf_rings: Vec::new(),
                 pool_done: Vec::new(),
                 nowait,
-                direct: DirectHints::default(),
+                direct: crate::backend::DirectHints::default(),
             },
             report,
         ))

@@ -71,6 +71,13 @@ impl Driver {
         !self.cqes.is_empty()
     }
 
+    /// Nothing to submit, no reaped completions, no deferred cancels.
+    pub(crate) fn idle(&mut self) -> bool {
+        self.cqes.is_empty()
+            && self.deferred_cancels.is_empty()
+            && self.ring.submission().is_empty()
+    }
+
     #[inline]
     pub(crate) fn push_sqe(
         &mut self,
