@@ -125,12 +125,12 @@ impl Driver {
         }
     }
 
-    /// Nothing queued for the kernel and nothing reaped but not yet handed over (io_uring);
-    /// the epoll backend answers false (its wait is cheap and handles its own state).
+    /// Nothing queued for the kernel, nothing reaped but not yet handed over, nothing
+    /// pending (epoll): a turn has nothing to wait for.
     pub(crate) fn idle(&mut self) -> bool {
         match self {
             Driver::Uring(d) => d.idle(),
-            Driver::Epoll(_) => false,
+            Driver::Epoll(d) => d.idle(),
         }
     }
 

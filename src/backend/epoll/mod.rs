@@ -972,6 +972,15 @@ impl Driver {
         !self.done.is_empty()
     }
 
+    /// Nothing pending, queued, finished-but-undelivered or timed.
+    pub(crate) fn idle(&self) -> bool {
+        self.ops.len == 0
+            && self.done.is_empty()
+            && self.ready.is_empty()
+            && self.overflow.is_empty()
+            && self.timers.is_empty()
+    }
+
     pub(crate) fn drain(&mut self, out: &mut Vec<RawCompletion>) {
         out.append(&mut self.done);
     }
