@@ -293,13 +293,15 @@ enum Buf {
 
 enum InFlight {
     ReadF(Ticket<ReadFixed<Slice<FixedBuf>>>),
-    WriteF(Ticket<WriteFixed>),
+    WriteF(Ticket<WriteFixed<Slice<FixedBuf>>>),
     Read(Ticket<Read<Slice<AlignedBuf>>>),
-    Write(Ticket<Write<AlignedBuf>>),
+    Write(Ticket<Write<Slice<AlignedBuf>>>),
 }
 
 struct Slot {
-    op: Option<(InFlight, u64, Instant)>,
+    /// The operation, its block's offset, the bytes of the block already transferred (a
+    /// short transfer is resumed), and when the block's first operation was submitted.
+    op: Option<(InFlight, u64, usize, Instant)>,
     buf: Option<Buf>,
 }
 
@@ -331,6 +333,8 @@ struct Outcome {
     sys: f64,
     syscalls: u64,
     written: Vec<u64>,
+    /// Transfers that moved less than asked (each resumed).
+    short: u64,
 }
 
 fn run(args: &Args, engine: &Engine, fd: Fd) -> io::Result<Outcome> {
@@ -373,34 +377,36 @@ fn run(args: &Args, engine: &Engine, fd: Fd) -> io::Result<Outcome> {
         Vec::new()
     };
     let mut lat_ns: Vec<u32> = Vec::with_capacity(1 << 20);
-    let submit = |slot: &mut Slot, off: u64| {
+    // Submits the block at `off` from byte `done` (0, or where a short transfer stopped).
+    let submit = |slot: &mut Slot, off: u64, done: usize, t0: Instant| {
         let mut buf = slot.buf.take().expect("an idle slot holds its buffer");
+        let (range, at) = (done..args.bs, off + done as u64);
         let op = match (&mut buf, args.rw.writes()) {
             (Buf::Fixed(b), true) => {
                 b.set_len(args.bs);
-                if args.verify {
+                if args.verify && done == 0 {
                     fill_pattern(b, off, args.seed);
                 }
                 let Buf::Fixed(b) = buf else { unreachable!() };
-                InFlight::WriteF(engine.submit(WriteFixed::at(fd.clone(), b, off)))
+                InFlight::WriteF(engine.submit(WriteFixed::at(fd.clone(), b.slice(range), at)))
             }
             (Buf::Fixed(_), false) => {
                 let Buf::Fixed(b) = buf else { unreachable!() };
-                InFlight::ReadF(engine.submit(ReadFixed::at(fd.clone(), b.slice(..args.bs), off)))
+                InFlight::ReadF(engine.submit(ReadFixed::at(fd.clone(), b.slice(range), at)))
             }
             (Buf::Plain(b), true) => {
-                if args.verify {
+                if args.verify && done == 0 {
                     fill_pattern(b, off, args.seed);
                 }
                 let Buf::Plain(b) = buf else { unreachable!() };
-                InFlight::Write(engine.submit(Write::at(fd.clone(), b, off)))
+                InFlight::Write(engine.submit(Write::at(fd.clone(), b.slice(range), at)))
             }
             (Buf::Plain(_), false) => {
                 let Buf::Plain(b) = buf else { unreachable!() };
-                InFlight::Read(engine.submit(Read::at(fd.clone(), b.slice(..args.bs), off)))
+                InFlight::Read(engine.submit(Read::at(fd.clone(), b.slice(range), at)))
             }
         };
-        slot.op = Some((op, off, Instant::now()));
+        slot.op = Some((op, off, done, t0));
     };
     let stats0 = engine.stats();
     let (u0, s0) = cpu_times();
@@ -408,8 +414,9 @@ fn run(args: &Args, engine: &Engine, fd: Fd) -> io::Result<Outcome> {
     let deadline = start + args.runtime;
     for slot in &mut slots {
         let off = next_off(&mut rng);
-        submit(slot, off);
+        submit(slot, off, 0, Instant::now());
     }
+    let mut short = 0u64;
     let mut ops = 0u64;
     let mut stopping = false;
     loop {
@@ -420,35 +427,35 @@ fn run(args: &Args, engine: &Engine, fd: Fd) -> io::Result<Outcome> {
         }
         let mut busy = 0;
         for slot in &mut slots {
-            let Some((op, off, t0)) = slot.op.take() else {
+            let Some((op, off, done, t0)) = slot.op.take() else {
                 continue;
             };
             let res = match op {
                 InFlight::ReadF(mut t) => match t.try_take() {
                     Some((r, b)) => Some((r, Buf::Fixed(b.into_inner()))),
                     None => {
-                        slot.op = Some((InFlight::ReadF(t), off, t0));
+                        slot.op = Some((InFlight::ReadF(t), off, done, t0));
                         None
                     }
                 },
                 InFlight::WriteF(mut t) => match t.try_take() {
-                    Some((r, b)) => Some((r, Buf::Fixed(b))),
+                    Some((r, b)) => Some((r, Buf::Fixed(b.into_inner()))),
                     None => {
-                        slot.op = Some((InFlight::WriteF(t), off, t0));
+                        slot.op = Some((InFlight::WriteF(t), off, done, t0));
                         None
                     }
                 },
                 InFlight::Read(mut t) => match t.try_take() {
                     Some((r, b)) => Some((r, Buf::Plain(b.into_inner()))),
                     None => {
-                        slot.op = Some((InFlight::Read(t), off, t0));
+                        slot.op = Some((InFlight::Read(t), off, done, t0));
                         None
                     }
                 },
                 InFlight::Write(mut t) => match t.try_take() {
-                    Some((r, b)) => Some((r, Buf::Plain(b))),
+                    Some((r, b)) => Some((r, Buf::Plain(b.into_inner()))),
                     None => {
-                        slot.op = Some((InFlight::Write(t), off, t0));
+                        slot.op = Some((InFlight::Write(t), off, done, t0));
                         None
                     }
                 },
@@ -468,16 +475,25 @@ fn run(args: &Args, engine: &Engine, fd: Fd) -> io::Result<Outcome> {
                     format!("{what} {} at offset {off}: {e}", args.file.display()),
                 )
             })?;
-            if n != args.bs {
+            if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     format!(
-                        "{what} {} at offset {off}: {n} of {} bytes",
+                        "{what} {} at offset {}: 0 bytes (is the file shorter than --size?)",
                         args.file.display(),
-                        args.bs
+                        off + done as u64
                     ),
                 ));
             }
+            slot.buf = Some(buf);
+            if done + n < args.bs {
+                // A short transfer: the rest of the block, then it counts as one operation.
+                short += 1;
+                submit(slot, off, done + n, t0);
+                busy += 1;
+                continue;
+            }
+            let buf = slot.buf.take().expect("just put back");
             ops += 1;
             lat_ns.push(now.duration_since(t0).as_nanos().min(u32::MAX as u128) as u32);
             if args.verify && args.rw.writes() {
@@ -487,7 +503,7 @@ fn run(args: &Args, engine: &Engine, fd: Fd) -> io::Result<Outcome> {
             slot.buf = Some(buf);
             if !stopping {
                 let off = next_off(&mut rng);
-                submit(slot, off);
+                submit(slot, off, 0, Instant::now());
                 busy += 1;
             }
         }
@@ -506,6 +522,7 @@ fn run(args: &Args, engine: &Engine, fd: Fd) -> io::Result<Outcome> {
         sys: s1 - s0,
         syscalls: stats.syscalls,
         written,
+        short,
     })
 }
 
@@ -629,9 +646,9 @@ fn bench(args: &Args) -> io::Result<()> {
             "{{\"rw\":\"{}\",\"bs\":{},\"qd\":{},\"ops\":{},\"runtime_s\":{:.3},\"iops\":{:.0},\"mb_per_s\":{:.1},\
 \"lat_p50_us\":{:.2},\"lat_p99_us\":{:.2},\"lat_p999_us\":{:.2},\"usr_s\":{:.3},\"sys_s\":{:.3},\
 \"syscalls_per_op\":{:.4},\"backend\":\"{}\",\"direct\":{},\"fixed_bufs\":{},\"fixed_files\":{},\"sqpoll\":{},\
-\"seed\":{},\"blocks_written\":{},\"verify_mismatches\":{}}}",
+\"short_transfers\":{},\"seed\":{},\"blocks_written\":{},\"verify_mismatches\":{}}}",
             args.rw.name(), args.bs, args.qd, out.ops, secs, iops, mb_per_s, p50, p99, p999, out.usr, out.sys, spo,
-            backend, args.direct, fixed_bufs_active, args.fixed_files, args.sqpoll, args.seed, verified, mismatches
+            backend, args.direct, fixed_bufs_active, args.fixed_files, args.sqpoll, out.short, args.seed, verified, mismatches
         );
     } else {
         println!(
@@ -650,6 +667,9 @@ fn bench(args: &Args) -> io::Result<()> {
             iops, mb_per_s, out.ops
         );
         println!("  latency p50 {p50:.2} us, p99 {p99:.2} us, p99.9 {p999:.2} us");
+        if out.short > 0 {
+            println!("  {} short transfers, each resumed", out.short);
+        }
         println!(
             "  cpu usr {:.2} s, sys {:.2} s ({:.2} us/op); {spo:.3} syscalls/op",
             out.usr,
