@@ -16,7 +16,7 @@
 //! - no descriptor leaks.
 //!
 //! Runs on both backends and every rung of the degradation ladder (`both_backends!`), one
-//! variant at a time; `PROPTEST_CASES` sets the number of sequences per variant (200).
+//! variant at a time; `PROPTEST_CASES` sets the number of sequences per variant (128).
 mod util;
 
 use std::cell::RefCell;
@@ -45,8 +45,10 @@ both_backends! {
 /// The file is `SLOTS` slots of `SLOT` bytes; each file operation covers one slot.
 const SLOT: usize = 32;
 const SLOTS: usize = 6;
-/// Capacity of every test buffer.
-const CAP: usize = 128;
+/// A flood: a write larger than a pipe's or a socket's buffer, so that it waits for room
+/// (and a cancel may meet it half done); and a read that takes a flood in a few steps.
+const FLOOD: usize = 300 * 1024;
+const BIG_READ: usize = 128 * 1024;
 /// What a released buffer is filled with. Written data is a tag in 1..=127, the file's initial
 /// contents 0x80 + slot: poison in a file or a stream means a released buffer was read.
 const POISON: u8 = 0xFF;
@@ -142,6 +144,16 @@ fn fd_mode() -> impl Strategy<Value = FdMode> {
     prop_oneof![Just(FdMode::Raw), Just(FdMode::Shared), Just(FdMode::Fixed)]
 }
 
+/// Bytes a pipe read or a receive asks for.
+fn read_cap() -> impl Strategy<Value = usize> {
+    prop_oneof![9 => 1..=96usize, 1 => Just(BIG_READ)]
+}
+
+/// Bytes a pipe write or a send carries.
+fn write_len() -> impl Strategy<Value = usize> {
+    prop_oneof![9 => 1..=64usize, 1 => Just(FLOOD)]
+}
+
 fn op_spec() -> impl Strategy<Value = OpSpec> {
     prop_oneof![
         1 => Just(OpSpec::Nop),
@@ -149,11 +161,11 @@ fn op_spec() -> impl Strategy<Value = OpSpec> {
         2 => (0..SLOTS, fd_mode()).prop_map(|(slot, fd)| OpSpec::FileRead { slot, fd }),
         2 => (0..SLOTS, 1..=SLOT, fd_mode())
             .prop_map(|(slot, len, fd)| OpSpec::FileWrite { slot, len, fd }),
-        2 => (1..=96usize, fd_mode()).prop_map(|(cap, fd)| OpSpec::PipeRead { cap, fd }),
-        2 => (1..=64usize, fd_mode()).prop_map(|(len, fd)| OpSpec::PipeWrite { len, fd }),
-        2 => (0..2usize, 1..=96usize, fd_mode())
+        2 => (read_cap(), fd_mode()).prop_map(|(cap, fd)| OpSpec::PipeRead { cap, fd }),
+        2 => (write_len(), fd_mode()).prop_map(|(len, fd)| OpSpec::PipeWrite { len, fd }),
+        2 => (0..2usize, read_cap(), fd_mode())
             .prop_map(|(dir, cap, fd)| OpSpec::Recv { dir, cap, fd }),
-        2 => (0..2usize, 1..=64usize, fd_mode())
+        2 => (0..2usize, write_len(), fd_mode())
             .prop_map(|(dir, len, fd)| OpSpec::Send { dir, len, fd }),
     ]
 }
@@ -198,7 +210,7 @@ fn run_model(b: Builder) {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+        .unwrap_or(128);
     let config = Config {
         cases,
         failure_persistence: None,
@@ -291,7 +303,7 @@ enum Use {
 }
 
 struct BufRecord {
-    mem: *mut [u8; CAP],
+    mem: *mut [u8],
     holder: Holder,
     use_: Use,
     drops: u32,
@@ -321,7 +333,7 @@ impl Drop for Tracker {
 struct TBuf {
     id: usize,
     ptr: *mut u8,
-    /// Bytes a read may fill (at most CAP).
+    /// Bytes a read may fill.
     total: usize,
     len: usize,
     tracker: Rc<Tracker>,
@@ -329,11 +341,11 @@ struct TBuf {
 
 impl TBuf {
     fn new(tracker: &Rc<Tracker>, use_: Use, total: usize, data: &[u8]) -> TBuf {
-        assert!(total <= CAP && data.len() <= total);
-        let mem = Box::into_raw(Box::new([0u8; CAP]));
+        assert!(data.len() <= total);
+        let mut mem = vec![0u8; total].into_boxed_slice();
+        mem[..data.len()].copy_from_slice(data);
+        let mem = Box::into_raw(mem);
         let ptr = mem.cast::<u8>();
-        // SAFETY: `mem` is a fresh CAP-byte allocation and data.len() <= CAP.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), ptr, data.len()) };
         let mut bufs = tracker.bufs.borrow_mut();
         bufs.push(BufRecord {
             mem,
@@ -378,7 +390,7 @@ impl Drop for TBuf {
             Holder::Test => {}
         }
         // SAFETY: the tracker keeps the memory allocated; nobody may use it any more.
-        unsafe { std::ptr::write_bytes(self.ptr, POISON, CAP) };
+        unsafe { std::ptr::write_bytes(self.ptr, POISON, self.total) };
         drop(bufs);
         if let Some(v) = violation {
             self.tracker.violations.borrow_mut().push(v);
@@ -387,7 +399,7 @@ impl Drop for TBuf {
 }
 
 // SAFETY: the memory is a heap allocation owned by the tracker, stable across moves, valid
-// until the tracker goes (after every TBuf); `len` bytes are initialised (all CAP are).
+// until the tracker goes (after every TBuf); `len` bytes are initialised (all are).
 unsafe impl IoBuf for TBuf {
     fn stable_ptr(&self) -> *const u8 {
         self.ptr
@@ -820,7 +832,7 @@ impl World {
             OpSpec::PipeWrite { len, .. } | OpSpec::Send { len, .. } => {
                 let s = self.stream_of(live.spec);
                 // Pipe writes of at most PIPE_BUF bytes are atomic.
-                let atomic = s == 0;
+                let atomic = s == 0 && len <= libc::PIPE_BUF;
                 self.streams[s]
                     .sent
                     .insert(live.tag, Sent::Unknown { len, atomic });
@@ -992,18 +1004,27 @@ impl World {
         self.check_violations()
     }
 
-    /// Once the engine is gone, writes into every stream: a read still pending in the kernel
-    /// (whose buffer was released) would take these bytes and write them into freed memory.
+    /// Once the engine is gone, drains every stream and writes into it again: a read still
+    /// pending in the kernel (whose buffer was released) would take these bytes and write them
+    /// into freed memory.
     fn write_after_end(&mut self) {
-        let ends = [&self.pipe.1, &self.socks.0, &self.socks.1];
-        let fds: Vec<i32> = ends.iter().map(|r| r.shared.as_raw_fd()).collect();
+        let readers = [&self.pipe.0, &self.socks.1, &self.socks.0];
+        let left: Vec<Vec<u8>> = readers
+            .iter()
+            .map(|r| util::drain_nonblocking(&*r.shared))
+            .collect();
+        for (s, left) in left.into_iter().enumerate() {
+            self.streams[s].received.extend_from_slice(&left);
+        }
+        let writers = [&self.pipe.1, &self.socks.0, &self.socks.1];
+        let fds: Vec<i32> = writers.iter().map(|r| r.shared.as_raw_fd()).collect();
         for (s, fd) in fds.into_iter().enumerate() {
             let tag = self.tag();
             let data = [tag; 16];
             // SAFETY: `data` is a live local array; the descriptor is open.
             let n = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_DONTWAIT) };
             let n = if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOTSOCK) {
-                // SAFETY: as above (the pipe: MSG_DONTWAIT does not apply, it is never full here).
+                // SAFETY: as above (a pipe: drained just now, it has room).
                 unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) }
             } else {
                 n
