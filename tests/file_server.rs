@@ -134,7 +134,15 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        let stdout = std::fs::read_to_string(server._fixture_out.path("stdout")).unwrap();
+        // The banner comes right after the listener is bound: a connection can be accepted
+        // before it is written.
+        let stdout = loop {
+            let stdout = std::fs::read_to_string(server._fixture_out.path("stdout")).unwrap();
+            if stdout.contains('\n') || Instant::now() >= deadline {
+                break stdout;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
         let name = if backend == "uring" {
             "io_uring"
         } else {
