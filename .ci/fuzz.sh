@@ -9,8 +9,8 @@
 #                                          # on this stable toolchain: set here)
 #
 # The corpus in fuzz/corpus/<target> seeds each run and is not modified; what a run finds new
-# goes to a temporary directory (FUZZ_KEEP_CORPUS=1 merges it into fuzz/corpus, minimized, to
-# be committed). A crash is copied to fuzz/artifacts/<target>/ and fails the script; add it to
+# goes to a temporary directory (FUZZ_KEEP_CORPUS=1 adds what brings new coverage to
+# fuzz/corpus, to be committed). A crash is copied to fuzz/artifacts/<target>/ and fails the script; add it to
 # fuzz/corpus/<target> with the fix, so tests/request_fuzz.rs replays it in every `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,8 +65,10 @@ run() {
   grep -E "^(Done|stat::number_of_executed_units|stat::new_units_added)" "$log" || true
   echo "$(ls "$new" | wc -l) new inputs"
   if [ "${FUZZ_KEEP_CORPUS:-0}" = 1 ]; then
-    cp -n "$new"/* "fuzz/corpus/$target/" 2>/dev/null || true
-    TRUEIO_BACKEND=$backend cargo fuzz cmin "${flags[@]}" "$target" >/dev/null 2>&1
+    # -merge=1 adds to the first directory only the inputs that bring new coverage, and
+    # removes nothing (the named seeds stay).
+    TRUEIO_BACKEND=$backend cargo fuzz run "${flags[@]}" "$target" "fuzz/corpus/$target" "$new" -- \
+      -merge=1 -max_len="$max_len" -timeout=10 >"$work/merge.log" 2>&1
     echo "fuzz/corpus/$target: $(ls "fuzz/corpus/$target" | wc -l) inputs after merging"
   fi
 }
