@@ -7,6 +7,8 @@
 
 #[path = "file_server/http.rs"]
 mod http;
+#[path = "file_server/request.rs"]
+mod request;
 
 use std::cell::Cell;
 use std::ffi::OsStr;
@@ -28,10 +30,7 @@ use trueio::op::OpenHow;
 use trueio::{rt, time, BackendChoice, Engine};
 
 use http::Range;
-
-/// Request line and headers, together.
-const MAX_HEAD: usize = 8 * 1024;
-const MAX_HEADERS: usize = 64;
+use request::{beneath, parse_request, Parsed, Request, Route, MAX_HEAD};
 
 /// How long a connection may take to send a whole request, stay idle between requests, and
 /// leave a send unread.
@@ -309,84 +308,6 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// One parsed request, owned (the read buffer moves on).
-struct Request {
-    method: String,
-    /// The request target as sent.
-    target: String,
-    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
-    version: u8,
-    headers: Vec<(String, Vec<u8>)>,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
-            .map(str::trim)
-    }
-
-    fn has_token(&self, name: &str, token: &str) -> bool {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    }
-
-    fn keep_alive(&self) -> bool {
-        if self.version == 0 {
-            self.has_token("connection", "keep-alive")
-        } else {
-            !self.has_token("connection", "close")
-        }
-    }
-}
-
-/// What parsing the buffer gave.
-enum Parsed {
-    /// A request, and how many bytes of the buffer it took.
-    Request(Request, usize),
-    /// More bytes needed.
-    Partial,
-    /// Reply with this status and close.
-    Error(u16),
-}
-
-fn parse_request(buf: &[u8]) -> Parsed {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) if n > MAX_HEAD => Parsed::Error(431),
-        Ok(httparse::Status::Complete(n)) => Parsed::Request(
-            Request {
-                method: req.method.unwrap_or_default().to_string(),
-                target: req.path.unwrap_or_default().to_string(),
-                version: req.version.unwrap_or(1),
-                headers: req
-                    .headers
-                    .iter()
-                    .map(|h| (h.name.to_string(), h.value.to_vec()))
-                    .collect(),
-            },
-            n,
-        ),
-        Ok(httparse::Status::Partial) => {
-            if buf.len() >= MAX_HEAD {
-                let line_done = buf[..MAX_HEAD].contains(&b'\n');
-                Parsed::Error(if line_done { 431 } else { 414 })
-            } else {
-                Parsed::Partial
-            }
-        }
-        Err(httparse::Error::TooManyHeaders) => Parsed::Error(431),
-        Err(_) => Parsed::Error(400),
-    }
-}
-
 /// The connection, its buffers and the peer (for the log).
 struct Conn<'a> {
     stream: TcpStream,
@@ -565,52 +486,19 @@ impl Conn<'_> {
     /// Sends a response; `Ok(false)` when the connection is to close afterwards.
     async fn respond(&mut self, req: &Request) -> io::Result<bool> {
         let keep_alive = req.keep_alive();
-        let method = req.method.as_str();
-        if method != "GET" && method != "HEAD" {
-            const KNOWN: [&str; 7] = [
-                "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT",
-            ];
-            if KNOWN.contains(&method) {
+        let (path, rel) = match request::route(req) {
+            Route::Open { path, rel } => (path, rel),
+            Route::Refuse(405) => {
                 let allow = [("Allow", "GET, HEAD")];
                 self.simple(405, Some(req), false, &allow).await?;
-            } else {
-                self.simple(400, Some(req), false, &[]).await?;
+                return Ok(false);
             }
-            return Ok(false);
-        }
-        // GET and HEAD take no body.
-        let has_body = req.header("transfer-encoding").is_some()
-            || req
-                .header("content-length")
-                .is_some_and(|v| v.parse::<u64>().map_or(true, |n| n > 0));
-        if has_body {
-            self.simple(400, Some(req), false, &[]).await?;
-            return Ok(false);
-        }
-        // The path: before any query, percent-decoded, no NUL or backslash, from '/'.
-        // The absolute form (`http://host/path`, for proxies) names the same path.
-        let target = ["http://", "https://"]
-            .iter()
-            .find_map(|scheme| req.target.strip_prefix(scheme))
-            .map_or(req.target.as_str(), |rest| {
-                rest.find('/').map_or("/", |i| &rest[i..])
-            });
-        let raw_path = target.split(['?', '#']).next().unwrap_or("");
-        let path = match http::percent_decode(raw_path.as_bytes()) {
-            Some(p) if p.first() == Some(&b'/') && !p.contains(&0) && !p.contains(&b'\\') => p,
-            _ => {
-                self.simple(400, Some(req), false, &[]).await?;
+            Route::Refuse(status) => {
+                self.simple(status, Some(req), false, &[]).await?;
                 return Ok(false);
             }
         };
-        let rel = {
-            let start = path.iter().position(|&c| c != b'/').unwrap_or(path.len());
-            if start == path.len() {
-                &b"."[..]
-            } else {
-                &path[start..]
-            }
-        };
+        let rel = &rel[..];
         let file = match open_beneath(&self.shared.root, rel).await {
             Ok(f) => f,
             Err(status) => {
@@ -621,13 +509,7 @@ impl Conn<'_> {
         let (file, meta) = file;
         if meta.is_dir() {
             if !path.ends_with(b"/") {
-                // Rebuilt from the decoded path (never `//host/...`, an open redirect).
-                let mut location = String::new();
-                for seg in rel.split(|&c| c == b'/').filter(|s| !s.is_empty()) {
-                    location.push('/');
-                    location.push_str(&http::percent_encode(seg));
-                }
-                location.push('/');
+                let location = request::redirect_location(rel);
                 let extra = [("Location", location.as_str())];
                 self.simple(301, Some(req), keep_alive, &extra).await?;
                 return Ok(keep_alive);
@@ -646,7 +528,7 @@ impl Conn<'_> {
             self.send_listing(req, &file, &path, keep_alive).await?;
             return Ok(keep_alive);
         }
-        let name = rel.rsplit(|&c| c == b'/').next().unwrap_or(rel);
+        let name = request::file_name(rel);
         self.send_file(req, &file, &meta, name, keep_alive).await?;
         Ok(keep_alive)
     }
@@ -890,13 +772,6 @@ impl std::fmt::Write for OutWriter<'_> {
         self.0.extend_from_slice(s.as_bytes());
         Ok(())
     }
-}
-
-/// How every request's file is opened: read-only, never blocking on a FIFO or device, and
-/// resolved beneath the directory given (no `..` escape, no absolute or magic links).
-fn beneath() -> OpenHow {
-    OpenHow::new(libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .resolve(libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS)
 }
 
 /// Opens `rel` beneath `root`: a regular file or a directory and its metadata, or the status

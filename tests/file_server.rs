@@ -134,7 +134,15 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        let stdout = std::fs::read_to_string(server._fixture_out.path("stdout")).unwrap();
+        // The banner comes right after the listener is bound: a connection can be accepted
+        // before it is written.
+        let stdout = loop {
+            let stdout = std::fs::read_to_string(server._fixture_out.path("stdout")).unwrap();
+            if stdout.contains('\n') || Instant::now() >= deadline {
+                break stdout;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
         let name = if backend == "uring" {
             "io_uring"
         } else {
@@ -404,6 +412,13 @@ fn conditional(backend: &str) {
     );
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"hello, world\n");
+    // 29 bytes with a character across a byte index the date parser slices at: the parser
+    // panicked and the connection died without a response (found by fuzz/). No date: 200.
+    let r = c.get(
+        "/small.txt",
+        "If-Modified-Since: Su\u{e9} 06 Nov 1994 08:49:37 GMT\r\n",
+    );
+    assert_eq!(r.status, 200);
     // If-None-Match wins over If-Modified-Since.
     let r = c.get(
         "/small.txt",

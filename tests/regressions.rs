@@ -108,6 +108,37 @@ both_backends! {
         drop(r2);
     }
 
+    /// Without `RWF_NOWAIT` (kernels before 5.8 refuse it on pipes, or the rung switched off)
+    /// the epoll backend made a plain `write(2)` once poll(2) said a blocking pipe was
+    /// writable; a write larger than the room left then blocked the engine's thread until a
+    /// reader took it all, and with the reader on that thread, forever. Found by
+    /// `tests/model.rs`.
+    fn a_write_larger_than_a_blocking_pipes_room_does_not_block_the_engine(b: Builder) {
+        let engine = b.build().unwrap();
+        let (r, w) = util::pipe(false);
+        let data = util::pattern(300 * 1024, 3);
+        // Past the watchdog's limit the engine's thread is stuck in the write.
+        let watchdog = util::Watchdog::arm("a write into a full pipe", Duration::from_secs(20));
+        let mut t = engine.submit(op::Write::stream(&w, data.clone()));
+        util::drive_for(&engine, Duration::from_millis(20));
+        let mut got = Vec::new();
+        let (n, _) = loop {
+            got.extend_from_slice(&util::drain_nonblocking(&r));
+            if let Some(out) = t.try_take() {
+                break out;
+            }
+            engine.turn(Some(Duration::from_millis(10))).unwrap();
+        };
+        drop(watchdog);
+        let n = n.expect("the write completes");
+        got.extend_from_slice(&util::drain_nonblocking(&r));
+        // A short count is allowed (the epoll backend writes what fits); every byte the
+        // write reports is in the pipe, in order.
+        assert!(n > 0 && n <= data.len(), "wrote {n}");
+        assert_eq!(got.len(), n, "bytes read != bytes the write reports");
+        assert!(got[..] == data[..n], "the pipe holds other bytes");
+    }
+
     /// A splice from a pipe with data to a full pipe waited on the input (readable since
     /// before, so no new edge) instead of the output, and never finished on epoll.
     fn a_splice_into_a_full_pipe_finishes_once_the_pipe_drains(b: Builder) {

@@ -59,8 +59,9 @@ pub fn http_date(t: SystemTime) -> String {
 pub fn parse_http_date(s: &str) -> Option<SystemTime> {
     let s = s.trim();
     let b = s.as_bytes();
-    // "Sun, 06 Nov 1994 08:49:37 GMT" is exactly 29 bytes.
-    if b.len() != 29 || &s[3..5] != ", " || &s[25..] != " GMT" {
+    // "Sun, 06 Nov 1994 08:49:37 GMT" is exactly 29 bytes, all ASCII (so that slicing by
+    // byte index cannot split a character: a header value may hold any UTF-8).
+    if b.len() != 29 || !s.is_ascii() || &s[3..5] != ", " || &s[25..] != " GMT" {
         return None;
     }
     if !DAYS.contains(&&s[..3]) || b[7] != b' ' || b[11] != b' ' || b[16] != b' ' {
@@ -118,13 +119,17 @@ pub fn mime_type(name: &[u8]) -> &'static str {
     }
 }
 
-/// Decodes `%XX` escapes; `None` when an escape is malformed.
+/// Decodes `%XX` escapes; `None` when an escape is malformed (not two hex digits).
 pub fn percent_decode(s: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
         if s[i] == b'%' {
             let hex = s.get(i + 1..i + 3)?;
+            // Not `from_str_radix` alone: it takes a sign ("%+5" would decode to 5).
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
             let hex = std::str::from_utf8(hex).ok()?;
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
@@ -255,6 +260,19 @@ mod tests {
         assert_eq!(http_date(t), "Thu, 29 Feb 2024 00:00:00 GMT");
         assert_eq!(parse_http_date(&http_date(t)), Some(t));
         assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
+        // 29 bytes with a character across the comma's byte index: no panic (a client can
+        // send it in If-Modified-Since).
+        assert_eq!(parse_http_date("Su\u{e9} 06 Nov 1994 08:49:37 GMT"), None);
+    }
+
+    #[test]
+    fn percent_escapes() {
+        assert_eq!(percent_decode(b"/a%20b%2F%2e"), Some(b"/a b/.".to_vec()));
+        assert_eq!(percent_decode(b"%4"), None);
+        assert_eq!(percent_decode(b"%zz"), None);
+        assert_eq!(percent_decode(b"%+5"), None, "a sign is not a hex digit");
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(percent_decode(percent_encode(&all).as_bytes()), Some(all));
     }
 
     #[test]

@@ -307,6 +307,16 @@ impl Syscall {
 }
 
 impl Syscall {
+    /// Runs the call without `RWF_NOWAIT` on `fd`, a pipe, socket or other descriptor that
+    /// is not a regular file and that poll(2) has just reported ready, with `O_NONBLOCK` set
+    /// for the call: ready means some room or some data, not all that the call asks. A write
+    /// larger than the room left in a blocking pipe would otherwise block the engine's thread
+    /// until a reader took it all (tests/regressions.rs); without the flag it writes what
+    /// fits, and a short count or `EAGAIN` is what the caller handles.
+    pub(crate) fn run_ready(&self, fd: RawFd) -> i32 {
+        with_nonblock(fd, || true, || self.run(false))
+    }
+
     /// Socket calls (accept4, connect, send, recv, shutdown) never block: they run with
     /// MSG_DONTWAIT or on a non-blocking socket whatever `RWF_NOWAIT` support the kernel has,
     /// so EOPNOTSUPP from them is their real result, and no poll(2) gate is needed.
@@ -447,15 +457,22 @@ pub(crate) fn file_type(fd: RawFd) -> Option<libc::mode_t> {
 /// one call; from user space it can only be set on the socket, so a concurrent `F_SETFL` on
 /// the same socket during the call is undone).
 fn nonblocking(fd: RawFd, call: impl FnOnce() -> i32) -> i32 {
+    with_nonblock(fd, || file_type(fd) == Some(libc::S_IFSOCK), call)
+}
+
+/// Runs `call` with `O_NONBLOCK` set on `fd` for the call when the descriptor is in blocking
+/// mode and `applies` says so, restoring the previous flags after it (as
+/// `nonblocking`, whose caveat about a concurrent `F_SETFL` holds here too).
+fn with_nonblock(fd: RawFd, applies: impl FnOnce() -> bool, call: impl FnOnce() -> i32) -> i32 {
     // SAFETY: F_GETFL only reads the descriptor's status flags.
     let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
     if fl < 0 {
         return ret(-1);
     }
-    if fl & libc::O_NONBLOCK != 0 || file_type(fd) != Some(libc::S_IFSOCK) {
+    if fl & libc::O_NONBLOCK != 0 || !applies() {
         return call();
     }
-    // SAFETY: F_SETFL sets only status flags, on a socket the operation acts on.
+    // SAFETY: F_SETFL sets only status flags, on a descriptor the operation acts on.
     if unsafe { libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) } < 0 {
         return ret(-1);
     }

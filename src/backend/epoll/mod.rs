@@ -448,8 +448,8 @@ impl Driver {
         }
         if plain {
             // No RWF_NOWAIT: a plain call may block. Files go to the pool; pipes and sockets
-            // are called only once poll(2) says they are ready (the descriptor may be in
-            // blocking mode).
+            // are called only once poll(2) says they are ready, with O_NONBLOCK for the call
+            // (the descriptor may be in blocking mode, and ready is not room for everything).
             if self.is_file(ud, fd, stats) {
                 return self.send_to_pool(ud, sys, stats);
             }
@@ -470,7 +470,7 @@ impl Driver {
                 return self.wait_or_fail(ud, fd, interest, stats);
             }
             StatsCells::bump(&stats.syscalls);
-            let r = sys.run(false);
+            let r = sys.run_ready(fd);
             if r == -libc::EAGAIN {
                 return self.wait_or_fail(ud, fd, interest, stats);
             }
