@@ -17,13 +17,24 @@ const BIG: usize = 5 * 1024 * 1024;
 
 /// The example binary next to this test's: target/<profile>/deps/file_server-HASH ->
 /// target/<profile>/examples/file_server. `cargo test --test file_server` does not build
-/// examples (a plain `cargo test` does), so it is brought up to date here, once.
+/// examples (a plain `cargo test` does), so it is brought up to date here, once; except
+/// where `TRUEIO_TEST_PREBUILT_EXAMPLES` is set (the kernel matrix's VM, which has the
+/// binaries of `cargo test --no-run` but no cargo): there the example must already be there.
 fn server_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
             let exe = std::env::current_exe().unwrap();
             let profile_dir = exe.parent().unwrap().parent().unwrap();
+            if std::env::var_os("TRUEIO_TEST_PREBUILT_EXAMPLES").is_some() {
+                let bin = profile_dir.join("examples").join("file_server");
+                assert!(
+                    bin.exists(),
+                    "TRUEIO_TEST_PREBUILT_EXAMPLES is set but {} is missing",
+                    bin.display()
+                );
+                return bin;
+            }
             let release = profile_dir.file_name().is_some_and(|n| n == "release");
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let mut cmd = Command::new(cargo);
@@ -134,7 +145,19 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        let stdout = std::fs::read_to_string(server._fixture_out.path("stdout")).unwrap();
+        // The server listens before it prints its banner: a connect can succeed while the
+        // banner is still to come (seen under qemu's TCG, .ci/kernel-matrix.sh).
+        let stdout = loop {
+            let stdout = std::fs::read_to_string(server._fixture_out.path("stdout")).unwrap();
+            if stdout.contains("file_server serving") {
+                break stdout;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server accepted but printed no banner within 10 s: {stdout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
         let name = if backend == "uring" {
             "io_uring"
         } else {
