@@ -487,3 +487,19 @@ pub fn run_child_within(cmd: &mut Command, limit: Duration, what: &str) -> Child
         stderr,
     }
 }
+
+/// `n` scaled by `TRUEIO_TEST_SCALE` (a factor, default 1; at least 1 is returned): how many
+/// clients, rounds or bulk transfers a data-heavy test makes. The kernel matrix
+/// (.ci/kernel-matrix.sh) sets it below 1, since under qemu's TCG bulk copies run ~25x slower;
+/// the normal lane runs the full amount. Scale counts, never the sizes a test is about.
+pub fn scaled(n: usize) -> usize {
+    static SCALE: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let scale = *SCALE.get_or_init(|| match std::env::var("TRUEIO_TEST_SCALE") {
+        Err(_) => 1.0,
+        Ok(s) => match s.parse::<f64>() {
+            Ok(f) if f > 0.0 && f.is_finite() => f,
+            _ => panic!("TRUEIO_TEST_SCALE={s:?}: expected a positive number such as 0.25"),
+        },
+    });
+    ((n as f64 * scale).round() as usize).max(1)
+}
