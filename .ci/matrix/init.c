@@ -36,6 +36,7 @@
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -71,6 +72,11 @@ static void loopback_up(void) {
 
 static void power_off(int failed) {
     sync();
+    /* qemu exits the moment the port is written: let the serial console send what it holds
+     * first, or the last lines (the verdict) are lost. */
+    fflush(stdout);
+    tcdrain(STDOUT_FILENO);
+    usleep(200 * 1000);
     /* isa-debug-exit: qemu exits at once with status (value << 1) | 1. */
     if (ioperm(0xf4, 4, 1) == 0)
         outb(failed ? 1 : 0, 0xf4);
