@@ -589,6 +589,17 @@ impl Inner {
         }
         let ud = user_data(key, gen);
         StatsCells::bump(&self.stats.submitted);
+        // A cancel whose target's final completion has already arrived is answered here, with
+        // ENOENT as documented, on both backends. io_uring itself may answer EALREADY for a
+        // moment after it posted that completion: the io-wq worker that ran the request still
+        // holds it until the issue path returns (a window seen under qemu's TCG on 6.12,
+        // kernel-notes.md), which would make the answer depend on timing.
+        if let Some(target) = op.cancel_target() {
+            if self.has_ended(target) {
+                self.complete_now(key, -libc::ENOENT);
+                return;
+            }
+        }
         if self.lone_reads && self.ops.borrow().len() == 1 {
             if let Some(r) = self.try_lone_read(op) {
                 StatsCells::bump(&self.stats.inline_completions);
@@ -637,6 +648,19 @@ impl Inner {
             key,
             gen,
             op: Some(op),
+        }
+    }
+
+    /// True when the operation behind `ud` has had its final completion (or is no longer in
+    /// the table: its output was taken; or it was never submitted to this engine).
+    fn has_ended(&self, ud: u64) -> bool {
+        let (key, gen) = split(ud);
+        match self.ops.borrow().get(key) {
+            Some(e) if e.gen == gen => matches!(
+                e.state,
+                State::Done { .. } | State::Stream { ended: true, .. }
+            ),
+            _ => true,
         }
     }
 

@@ -39,6 +39,10 @@ impl Op for Cancel {
         })
     }
 
+    fn cancel_target(&self) -> Option<u64> {
+        Some(self.user_data)
+    }
+
     fn complete(self, res: i32, _flags: u32) -> Self::Output {
         result(res).map(|_| ())
     }

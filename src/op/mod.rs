@@ -84,6 +84,12 @@ pub trait Op: 'static + Sized {
     }
 
     #[doc(hidden)]
+    /// For a cancel: the user_data of the operation it targets (see `Engine`'s `push_op`).
+    fn cancel_target(&self) -> Option<u64> {
+        None
+    }
+
+    #[doc(hidden)]
     /// Turns the raw result (a count, or a negated errno) into the output.
     fn complete(self, res: i32, flags: u32) -> Self::Output;
 }

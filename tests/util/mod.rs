@@ -224,11 +224,17 @@ pub fn pipe(nonblock: bool) -> (OwnedFd, OwnedFd) {
     unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
 }
 
-/// Deterministic test data.
+/// Deterministic test data: byte `i` is `(i as u8) * 31 + seed`.
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
+    // The bytes repeat every 256: build one period and let `repeat` copy it. A loop over
+    // every byte of an unoptimized test build takes ~100 ms for 5 MiB, ~2.5 s under qemu's
+    // TCG (.ci/kernel-matrix.sh), and the file server tests make a 5 MiB file each.
+    let period: Vec<u8> = (0..=255u8)
+        .map(|i| i.wrapping_mul(31).wrapping_add(seed))
+        .collect();
+    let mut data = period.repeat(len.div_ceil(256));
+    data.truncate(len);
+    data
 }
 
 /// Open descriptors of this process.
@@ -494,6 +500,17 @@ pub fn example_binary(name: &str) -> PathBuf {
     }
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap();
+    if std::env::var_os("TRUEIO_TEST_PREBUILT_EXAMPLES").is_some() {
+        // The kernel matrix's VM: the binaries of `cargo test --no-run`, and no cargo.
+        let bin = profile_dir.join("examples").join(name);
+        assert!(
+            bin.exists(),
+            "TRUEIO_TEST_PREBUILT_EXAMPLES is set but {} is missing",
+            bin.display()
+        );
+        built.insert(name.to_string(), bin.clone());
+        return bin;
+    }
     let release = profile_dir.file_name().is_some_and(|n| n == "release");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -512,4 +529,20 @@ pub fn example_binary(name: &str) -> PathBuf {
     assert!(bin.exists(), "{} not built", bin.display());
     built.insert(name.to_string(), bin.clone());
     bin
+}
+
+/// `n` scaled by `TRUEIO_TEST_SCALE` (a factor, default 1; at least 1 is returned): how many
+/// clients, rounds or bulk transfers a data-heavy test makes. The kernel matrix
+/// (.ci/kernel-matrix.sh) sets it below 1, since under qemu's TCG bulk copies run ~25x slower;
+/// the normal lane runs the full amount. Scale counts, never the sizes a test is about.
+pub fn scaled(n: usize) -> usize {
+    static SCALE: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let scale = *SCALE.get_or_init(|| match std::env::var("TRUEIO_TEST_SCALE") {
+        Err(_) => 1.0,
+        Ok(s) => match s.parse::<f64>() {
+            Ok(f) if f > 0.0 && f.is_finite() => f,
+            _ => panic!("TRUEIO_TEST_SCALE={s:?}: expected a positive number such as 0.25"),
+        },
+    });
+    ((n as f64 * scale).round() as usize).max(1)
 }
