@@ -200,6 +200,9 @@ for tool in cp diff mount umount; do
     ELFS+=("$p")
   fi
 done
+# The fuzz corpus, which tests/request_fuzz.rs replays from the source tree's path.
+mkdir -p "$STAGE$PWD/fuzz"
+cp -r fuzz/corpus "$STAGE$PWD/fuzz/corpus"
 # Every library the dynamic loader will want, at the path ldd resolves it to.
 for lib in $(ldd "${ELFS[@]}" 2>/dev/null | grep -o '/[^ ]*' | sort -u); do
   [ -e "$lib" ] || continue
@@ -214,6 +217,9 @@ done
   echo "RUST_BACKTRACE=1"
   # Bulk data sized for TCG (see the header).
   echo "TRUEIO_TEST_SCALE=$SCALE"
+  # The model test's random sequences per variant (128 natively): ~18 s per variant under
+  # TCG at 128.
+  echo "PROPTEST_CASES=${TRUEIO_MATRIX_PROPTEST_CASES:-24}"
   for kv in $EXTRA_ENV; do echo "$kv"; done
   # No cargo in the VM: tests use the examples built next to them as they are.
   echo "TRUEIO_TEST_PREBUILT_EXAMPLES=1"

@@ -631,11 +631,15 @@ impl Inner {
         let Syscall::Read { fd, .. } = sys else {
             return None;
         };
-        if self.direct.borrow_mut().is_direct(fd, &self.stats) {
+        if self.direct.borrow_mut().skip_inline(fd, &self.stats) {
             return None;
         }
         StatsCells::bump(&self.stats.syscalls);
         let r = sys.run(true);
+        if r == -libc::EOPNOTSUPP {
+            // This filesystem does not do RWF_NOWAIT: stop trying on this descriptor.
+            self.direct.borrow_mut().refused(fd);
+        }
         (r != -libc::EAGAIN && r != -libc::EOPNOTSUPP).then_some(r)
     }
 

@@ -254,13 +254,38 @@ fn emulated_install(files: &FileTable, slot: u32, fd: OwnedFd) {
 /// or for a few operations a wait inline), never correctness.
 #[derive(Default)]
 pub(crate) struct DirectHints {
-    /// Per descriptor number: 0 unknown, else (direct as bit 15) | operations until recheck.
+    /// Per descriptor number: 0 unknown, else (direct as bit 15) | (`RWF_NOWAIT` refused as
+    /// bit 14) | operations until recheck.
     by_fd: Vec<u16>,
 }
 
 impl DirectHints {
     const RECHECK: u16 = 1024;
     const DIRECT: u16 = 1 << 15;
+    const REFUSED: u16 = 1 << 14;
+    const COUNT: u16 = Self::REFUSED - 1;
+
+    /// Whether an inline `RWF_NOWAIT` attempt on `fd` is pointless: an `O_DIRECT` file, or
+    /// one whose filesystem refused the flag lately (tmpfs before 6.x, for one).
+    #[inline]
+    pub(crate) fn skip_inline(
+        &mut self,
+        fd: std::os::fd::RawFd,
+        stats: &crate::stats::StatsCells,
+    ) -> bool {
+        self.is_direct(fd, stats)
+            || usize::try_from(fd)
+                .ok()
+                .and_then(|i| self.by_fd.get(i))
+                .is_some_and(|h| h & Self::REFUSED != 0)
+    }
+
+    /// Records that `fd` refused `RWF_NOWAIT` (until the next recheck).
+    pub(crate) fn refused(&mut self, fd: std::os::fd::RawFd) {
+        if let Some(h) = usize::try_from(fd).ok().and_then(|i| self.by_fd.get_mut(i)) {
+            *h |= Self::REFUSED;
+        }
+    }
 
     /// Whether `fd` was opened with `O_DIRECT`, asking the kernel when not known (recently).
     #[inline]
@@ -279,7 +304,7 @@ impl DirectHints {
             self.by_fd.resize(i + 1, 0);
         }
         let h = self.by_fd[i];
-        if h & !Self::DIRECT > 1 {
+        if h & Self::COUNT > 1 {
             self.by_fd[i] = h - 1;
             return h & Self::DIRECT != 0;
         }
