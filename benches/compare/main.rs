@@ -51,6 +51,8 @@ struct Config {
     rounds: usize,
     dur: Duration,
     warmup: Duration,
+    /// Echo: connections are opened and exchanging before the window opens.
+    echo_warmup: Duration,
     count_dur: Duration,
     file_size: u64,
 }
@@ -112,6 +114,15 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("target"))
 }
 
+/// The data file, removed however the run ends.
+struct DataFile(PathBuf);
+
+impl Drop for DataFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 fn make_data_file(path: &Path, size: u64) {
     let mut f = File::create(path).expect("create the data file");
     let chunk: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
@@ -135,6 +146,14 @@ fn machine() -> String {
     // SAFETY: sysconf has no preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     format!("Linux {}, {cpu}, {n} CPUs", kernel.trim())
+}
+
+/// The 1-minute load average.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -163,6 +182,7 @@ fn main() {
             rounds: 1,
             dur: Duration::from_millis(300),
             warmup: Duration::from_millis(50),
+            echo_warmup: Duration::from_millis(250),
             count_dur: Duration::from_millis(100),
             file_size: 64 << 20,
         }
@@ -172,11 +192,13 @@ fn main() {
             rounds: 3,
             dur: Duration::from_millis(2500),
             warmup: Duration::from_millis(300),
+            echo_warmup: Duration::from_millis(500),
             count_dur: Duration::from_millis(500),
             file_size: 256 << 20,
         }
     };
     let began = Instant::now();
+    let load_before = loadavg();
     raise_nofile();
     measure::pin(0);
 
@@ -185,7 +207,8 @@ fn main() {
     let data_dir = std::env::var_os("TRUEIO_BENCH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
-    let path = data_dir.join(format!("trueio-compare-{}", std::process::id()));
+    let data = DataFile(data_dir.join(format!("trueio-compare-{}", std::process::id())));
+    let path = data.0.clone();
     make_data_file(&path, cfg.file_size);
     let file = File::open(&path).expect("open the data file");
     let size = cfg.file_size;
@@ -227,7 +250,10 @@ fn main() {
     let mut ring = uring.as_ref().and_then(|_| local::raw_ring());
     let ring = ring.as_mut().map(std::cell::RefCell::new);
 
-    let tracepoint = measure::sys_enter_id();
+    // Counting needs tracefs (for the tracepoint's id) and perf events (root, or a low
+    // perf_event_paranoid); without them the fallbacks say where each figure comes from.
+    let tracepoint =
+        measure::sys_enter_id().filter(|&id| measure::SyscallCounter::start(id).is_ok());
     let sys_note = if tracepoint.is_some() {
         "counted by the kernel (a perf counter on the `raw_syscalls:sys_enter` tracepoint, every \
          thread of the process; for echo, of the server process) in a separate untimed pass. \
@@ -374,7 +400,7 @@ fn main() {
             );
         }
     }
-    let warmup = cfg.warmup;
+    let warmup = cfg.echo_warmup;
     for (w, conns) in [(ECHO64, 64usize), (ECHO1000, 1000)] {
         for kind in echo::KINDS {
             if kind.starts_with("uring") && uring.is_none() {
@@ -462,7 +488,7 @@ fn main() {
             c.counted = Some(s);
         }
     }
-    let _ = std::fs::remove_file(&path);
+    drop(data);
 
     let rows: Vec<Row> = cells
         .iter()
@@ -471,7 +497,8 @@ fn main() {
                 median(
                     c.samples
                         .iter()
-                        .filter_map(|s| f(s).map(|v| v / s.ops.max(1) as f64))
+                        .filter(|s| s.ops > 0)
+                        .filter_map(|s| f(s).map(|v| v / s.ops as f64))
                         .collect(),
                 )
             };
@@ -489,7 +516,9 @@ fn main() {
                     Some(v) => Some((v, SysSource::Engine)),
                     None => {
                         let v = per(&|s| s.proc_io.map(|v| v as f64));
-                        (v.is_finite() && v > 0.0).then_some((v, SysSource::ProcIo))
+                        // Below one call in two operations it sees nothing of this row's I/O
+                        // (sockets, io_uring), only its own reads of /proc/self/io.
+                        (v.is_finite() && v >= 0.5).then_some((v, SysSource::ProcIo))
                     }
                 },
             };
@@ -527,7 +556,13 @@ fn main() {
             cfg.dur.as_secs_f64(),
             began.elapsed().as_secs_f64()
         ),
-        machine: machine(),
+        machine: format!(
+            "{}; load average {} at the start, {} at the end (other work on the machine skews \
+             every row)",
+            machine(),
+            load_before,
+            loadavg()
+        ),
         sys_note,
         notes: vec![
             "trueio rows drive the Completion API directly (`Engine::submit`, as \

@@ -177,10 +177,10 @@ fn esc(t: &str) -> String {
 /// One panel per workload; in each, throughput bars (left) and CPU-per-operation bars
 /// (right), each bar labelled with its value and its ratio to tokio.
 pub fn svg(rows: &[Row], meta: &Meta) -> String {
-    const W: f64 = 1100.0;
+    const W: f64 = 1200.0;
     const LABEL: f64 = 210.0;
-    const BAR_W: f64 = 290.0;
-    const GAP: f64 = 190.0;
+    const BAR_W: f64 = 250.0;
+    const GAP: f64 = 230.0;
     const ROW_H: f64 = 18.0;
     let mut workloads: Vec<&str> = Vec::new();
     for r in rows {
@@ -189,10 +189,11 @@ pub fn svg(rows: &[Row], meta: &Meta) -> String {
         }
     }
     let mut body = String::new();
-    let mut y = 56.0;
+    let mut y = 74.0;
     for w in &workloads {
         let rs: Vec<&Row> = rows.iter().filter(|r| r.workload == *w).collect();
-        let tokio = rs.iter().find(|r| r.family == Family::Tokio);
+        let tokio = rs.iter().copied().find(|r| r.family == Family::Tokio);
+        let std = rs.iter().copied().find(|r| r.family == Family::Std);
         let max_t = rs.iter().map(|r| r.ops_per_s).fold(0.0, f64::max);
         let max_c = rs
             .iter()
@@ -225,11 +226,28 @@ pub fn svg(rows: &[Row], meta: &Meta) -> String {
             } else {
                 0.0
             };
-            let vs = |a: f64, b: f64| {
-                if b > 0.0 && a.is_finite() {
-                    format!(" ({:.2}x tokio)", a / b)
+            // "(0.41x std · 33x tokio)": this row against the two baselines (not itself).
+            let vs = |get: fn(&Row) -> f64| {
+                let mut out = String::new();
+                for (b, name) in [(std, "std"), (tokio, "tokio")] {
+                    let Some(b) = b.filter(|b| b.engine != r.engine) else {
+                        continue;
+                    };
+                    let (x, y) = (get(r), get(b));
+                    if x.is_finite() && y > 0.0 {
+                        let q = x / y;
+                        let q = if q >= 10.0 {
+                            format!("{q:.0}")
+                        } else {
+                            format!("{q:.2}")
+                        };
+                        out += &format!("{}{q}x {name}", if out.is_empty() { "" } else { " · " });
+                    }
+                }
+                if out.is_empty() {
+                    out
                 } else {
-                    String::new()
+                    format!(r##"<tspan fill="#666"> ({out})</tspan>"##)
                 }
             };
             let _ = writeln!(
@@ -241,9 +259,7 @@ pub fn svg(rows: &[Row], meta: &Meta) -> String {
                 LABEL + tw + 4.0,
                 y + 13.0,
                 si(r.ops_per_s),
-                tokio
-                    .filter(|t| t.engine != r.engine)
-                    .map_or(String::new(), |t| vs(r.ops_per_s, t.ops_per_s)),
+                vs(|r| r.ops_per_s),
             );
             let x2 = LABEL + BAR_W + GAP;
             if r.cpu_us.is_finite() && max_c > 0.0 {
@@ -257,9 +273,7 @@ pub fn svg(rows: &[Row], meta: &Meta) -> String {
                     x2 + cw + 4.0,
                     y + 13.0,
                     num(r.cpu_us),
-                    tokio
-                        .filter(|t| t.engine != r.engine)
-                        .map_or(String::new(), |t| vs(r.cpu_us, t.cpu_us)),
+                    vs(|r| r.cpu_us),
                 );
             }
             y += ROW_H;
@@ -280,7 +294,7 @@ pub fn svg(rows: &[Row], meta: &Meta) -> String {
     );
     let _ = writeln!(
         s,
-        r##"<text x="10" y="40" font-size="11" fill="#555">{} ({}). {}</text>"##,
+        r##"<text x="10" y="38" font-size="11" fill="#555">{} ({}).</text><text x="10" y="52" font-size="11" fill="#555">{}</text>"##,
         esc(&meta.command),
         esc(&meta.mode),
         esc(&meta.machine)
