@@ -258,7 +258,7 @@ fn main() {
         "counted by the kernel (a perf counter on the `raw_syscalls:sys_enter` tracepoint, every \
          thread of the process; for echo, of the server process) in a separate untimed pass. \
          For trueio rows, `(e x)` is the engine's own count from `Engine::stats()` over the \
-         timed runs."
+         same pass."
             .to_string()
     } else {
         "tracefs is not readable here (mount it at /sys/kernel/tracing for kernel counts), so: \
@@ -531,24 +531,29 @@ fn main() {
                 cpu_us: per(&|s| Some(s.cpu_s * 1e6)),
                 allocs: per(&|s| Some(s.allocs as f64)),
                 syscalls,
-                engine_syscalls: if c.counted.is_some() {
-                    engine_sys
-                } else {
-                    None
-                },
+                // The engine's own count over the same (counting) pass, to set beside the
+                // kernel's.
+                engine_syscalls: c.counted.as_ref().and_then(|s| {
+                    s.engine_syscalls
+                        .filter(|_| s.ops > 0)
+                        .map(|v| v as f64 / s.ops as f64)
+                }),
                 p50_us: median(c.samples.iter().map(|s| s.p50_us).collect()),
                 p99_us: median(c.samples.iter().map(|s| s.p99_us).collect()),
             }
         })
         .collect();
 
-    let command = if quick {
-        "TRUEIO_BENCH_QUICK=1 cargo bench --bench compare"
-    } else {
-        "cargo bench --bench compare"
-    };
+    let mut command = String::new();
+    if let Ok(only) = std::env::var("TRUEIO_BENCH_ONLY") {
+        command += &format!("TRUEIO_BENCH_ONLY={only:?} ");
+    }
+    if quick {
+        command += "TRUEIO_BENCH_QUICK=1 ";
+    }
+    command += "cargo bench --bench compare";
     let meta = report::Meta {
-        command: command.to_string(),
+        command,
         mode: format!(
             "{}: {} round(s) of {:.1} s per cell, medians; ran {:.0} s",
             if cfg.quick { "quick" } else { "full" },
