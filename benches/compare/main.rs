@@ -2,8 +2,9 @@
 //! io_uring (plain, and with registered buffers and fixed files), trueio on the epoll
 //! fallback, blocking std and tokio, side by side.
 //!
-//! `cargo bench --bench compare` (full: 3 interleaved rounds of 2.5 s per cell, medians);
-//! `TRUEIO_BENCH_QUICK=1 cargo bench --bench compare` (one round of 0.3 s per cell, for CI).
+//! `cargo bench --bench compare` (full: 5 interleaved rounds of 2 s per cell, medians; about
+//! 8 minutes); `TRUEIO_BENCH_QUICK=1 cargo bench --bench compare` (one round of 0.3 s per
+//! cell, for CI; under a minute).
 //! Prints the table and writes `target/trueio-bench/report.md` and `report.svg`.
 //!
 //! Workloads: NOP round trip (one at a time and batches of 32); 4 KiB random reads of a
@@ -189,8 +190,8 @@ fn main() {
     } else {
         Config {
             quick,
-            rounds: 3,
-            dur: Duration::from_millis(2500),
+            rounds: 5,
+            dur: Duration::from_millis(2000),
             warmup: Duration::from_millis(300),
             echo_warmup: Duration::from_millis(500),
             count_dur: Duration::from_millis(500),
