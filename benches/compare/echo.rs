@@ -335,7 +335,7 @@ impl Drop for Server {
 /// measured.
 pub fn run(kind: &str, conns: usize, size: usize, warmup: Duration, pass: Pass) -> Sample {
     let (mut server, addr) = Server::start(kind, pass.count);
-    let (msgs, secs, hist, report) = std::thread::scope(|s| {
+    let (msgs, secs, hist, report, busy_own) = std::thread::scope(|s| {
         s.spawn(|| {
             measure::pin(1);
             load(&mut server, addr, conns, size, warmup, pass.dur)
@@ -358,6 +358,8 @@ pub fn run(kind: &str, conns: usize, size: usize, warmup: Duration, pass: Pass) 
         proc_io: opt(4),
         p50_us: hist.quantile_us(0.50),
         p99_us: hist.quantile_us(0.99),
+        // The machine's busy time in the window, less the server's and the client's own.
+        others_cpu_s: (busy_own.0 - busy_own.1 - num(0)).max(0.0),
     }
 }
 
@@ -372,7 +374,7 @@ fn load(
     size: usize,
     warmup: Duration,
     dur: Duration,
-) -> (u64, f64, Histogram, String) {
+) -> (u64, f64, Histogram, String, (f64, f64)) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -415,10 +417,15 @@ fn load(
         // Blocking the client's thread for a line is fine: the phase switches after it.
         assert_eq!(server.ask("mark"), "ok");
         phase.store(MEASURE, Ordering::Relaxed);
+        let (busy0, own0) = (measure::machine_busy_seconds(), measure::cpu_seconds());
         let start = Instant::now();
         tokio::time::sleep(dur).await;
         phase.store(DONE, Ordering::Relaxed);
         let secs = start.elapsed().as_secs_f64();
+        let busy_own = (
+            measure::machine_busy_seconds() - busy0,
+            measure::cpu_seconds() - own0,
+        );
         let report = server.ask("report");
         let mut hist = Histogram::new();
         let mut msgs = 0;
@@ -427,6 +434,6 @@ fn load(
             msgs += n;
             hist.merge(&h);
         }
-        (msgs, secs, hist, report)
+        (msgs, secs, hist, report, busy_own)
     })
 }

@@ -149,12 +149,19 @@ fn machine() -> String {
     format!("Linux {}, {cpu}, {n} CPUs", kernel.trim())
 }
 
-/// The 1-minute load average.
+/// The 1-minute load average (this run's own threads count in it too).
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|s| s.split_whitespace().next().map(str::to_string))
         .unwrap_or_else(|| "?".into())
+}
+
+/// The share of the machine (all CPUs) that other work took during a sample, in percent.
+fn others_share(s: &Sample) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as f64;
+    100.0 * s.others_cpu_s / (s.secs * cpus)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -200,6 +207,10 @@ fn main() {
     };
     let began = Instant::now();
     let load_before = loadavg();
+    let (busy0, own0) = (
+        measure::machine_busy_seconds(),
+        measure::cpu_seconds_with_children(),
+    );
     raise_nofile();
     measure::pin(0);
 
@@ -458,13 +469,14 @@ fn main() {
                 }
                 let s = (c.run)(timed);
                 eprintln!(
-                    "round {}/{}  {:<30} {:<28} {:>10.0} ops/s {:>8.2} µs CPU/op",
+                    "round {}/{}  {:<30} {:<28} {:>10.0} ops/s {:>8.2} µs CPU/op  others {:>3.0}%",
                     round + 1,
                     cfg.rounds,
                     c.workload,
                     c.engine,
                     s.ops as f64 / s.secs,
-                    s.cpu_s * 1e6 / s.ops.max(1) as f64
+                    s.cpu_s * 1e6 / s.ops.max(1) as f64,
+                    others_share(&s)
                 );
                 c.samples.push(s);
             }
@@ -539,6 +551,7 @@ fn main() {
                         .filter(|_| s.ops > 0)
                         .map(|v| v as f64 / s.ops as f64)
                 }),
+                others: median(c.samples.iter().map(others_share).collect()),
                 p50_us: median(c.samples.iter().map(|s| s.p50_us).collect()),
                 p99_us: median(c.samples.iter().map(|s| s.p99_us).collect()),
             }
@@ -553,6 +566,13 @@ fn main() {
         command += "TRUEIO_BENCH_QUICK=1 ";
     }
     command += "cargo bench --bench compare";
+    let others_total = {
+        let busy = measure::machine_busy_seconds() - busy0;
+        let own = measure::cpu_seconds_with_children() - own0;
+        // SAFETY: sysconf has no preconditions.
+        let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as f64;
+        100.0 * (busy - own).max(0.0) / (began.elapsed().as_secs_f64() * cpus)
+    };
     let meta = report::Meta {
         command,
         mode: format!(
@@ -563,11 +583,10 @@ fn main() {
             began.elapsed().as_secs_f64()
         ),
         machine: format!(
-            "{}; load average {} at the start, {} at the end (other work on the machine skews \
-             every row)",
+            "{}; load average {load_before} at the start; other work took {:.0}% of the \
+             machine's CPU over the run",
             machine(),
-            load_before,
-            loadavg()
+            others_total
         ),
         sys_note,
         notes: vec![

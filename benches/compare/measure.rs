@@ -68,6 +68,40 @@ pub fn cpu_seconds() -> f64 {
     t(ru.ru_utime) + t(ru.ru_stime)
 }
 
+/// CPU time the whole machine spent busy (every CPU, every process, kernel included), in
+/// seconds: the `cpu` line of `/proc/stat` less idle and iowait.
+pub fn machine_busy_seconds() -> f64 {
+    let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return f64::NAN;
+    };
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let busy: f64 = f
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    busy / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// CPU time of this process and of its children that have been waited for, in seconds.
+pub fn cpu_seconds_with_children() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    cpu_seconds() + t(ru.ru_utime) + t(ru.ru_stime)
+}
+
 /// `syscr + syscw` from `/proc/self/io`: read- and write-family calls only (`read`, `pread64`,
 /// `readv`, `write`, ...; not `recvfrom`/`sendto`, `futex`, `epoll_wait`, `io_uring_enter`).
 pub fn proc_io_calls() -> Option<u64> {
@@ -261,11 +295,15 @@ pub struct Sample {
     pub proc_io: Option<u64>,
     pub p50_us: f64,
     pub p99_us: f64,
+    /// CPU seconds the rest of the machine (other processes, and this process's threads
+    /// outside the measured job) used during the section: how noisy it was.
+    pub others_cpu_s: f64,
 }
 
 struct Snap {
     t: Instant,
     cpu: f64,
+    busy: f64,
     allocs: u64,
     io: Option<u64>,
     engine: Option<trueio::Stats>,
@@ -296,10 +334,12 @@ impl Meter {
             .count_syscalls
             .map(|id| SyscallCounter::start(id).expect("opening the syscall counters"));
         let allocs = allocs();
+        let busy = machine_busy_seconds();
         let cpu = cpu_seconds();
         self.start = Some(Snap {
             t: Instant::now(),
             cpu,
+            busy,
             allocs,
             io,
             engine,
@@ -310,6 +350,7 @@ impl Meter {
         let syscalls = self.counter.take().map(SyscallCounter::stop);
         let t = Instant::now();
         let cpu = cpu_seconds();
+        let busy = machine_busy_seconds();
         let allocs = allocs();
         let engine = engine.map(|e| e.stats());
         let io = proc_io_calls();
@@ -330,6 +371,7 @@ impl Meter {
             },
             p50_us: hist.quantile_us(0.50),
             p99_us: hist.quantile_us(0.99),
+            others_cpu_s: (busy - s.busy - (cpu - s.cpu)).max(0.0),
         }
     }
 }

@@ -52,6 +52,8 @@ pub struct Row {
     pub engine_syscalls: Option<f64>,
     pub p50_us: f64,
     pub p99_us: f64,
+    /// Median share of the machine's CPU that other work took during this row's runs (%).
+    pub others: f64,
 }
 
 pub struct Meta {
@@ -110,8 +112,8 @@ fn sys_cell(r: &Row) -> String {
 /// The markdown table alone (also what the README carries).
 pub fn table(rows: &[Row]) -> String {
     let mut s = String::new();
-    s.push_str("| workload | engine | ops/s | spread | CPU µs/op | syscalls/op | allocs/op | p50 µs | p99 µs | ops/s vs tokio | ops/s vs std | CPU vs tokio | CPU vs std |\n");
-    s.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    s.push_str("| workload | engine | ops/s | spread | CPU µs/op | syscalls/op | allocs/op | p50 µs | p99 µs | ops/s vs tokio | ops/s vs std | CPU vs tokio | CPU vs std | others |\n");
+    s.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
     for r in rows {
         let base = |f: Family| {
             rows.iter()
@@ -121,7 +123,7 @@ pub fn table(rows: &[Row]) -> String {
         let std = base(Family::Std);
         let _ = writeln!(
             s,
-            "| {} | {} | {} | ±{:.0}% | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | ±{:.0}% | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0}% |",
             r.workload,
             r.engine,
             si(r.ops_per_s),
@@ -135,6 +137,7 @@ pub fn table(rows: &[Row]) -> String {
             ratio(r.ops_per_s, std.map(|b| b.ops_per_s)),
             ratio(r.cpu_us, tokio.map(|b| b.cpu_us)),
             ratio(r.cpu_us, std.map(|b| b.cpu_us)),
+            r.others,
         );
     }
     s
@@ -159,6 +162,8 @@ pub fn markdown(rows: &[Row], meta: &Meta) -> String {
          batch's round trip; for echo, the client's round trip).\n\
          - **vs tokio / vs std**: this row divided by the tokio row and the blocking-std row of \
          the same workload.\n\
+         - **others**: the share of the machine's CPU (all CPUs) that other work took while \
+         the row ran (median over its runs): where it is high, the row's numbers are skewed.\n\
          - `-`: does not apply or could not be measured here.",
         meta.sys_note
     );
