@@ -120,7 +120,7 @@ fn control(probe: Option<Arc<EngineProbe>>) {
 
 /// The child's main: serves until killed.
 pub fn serve(kind: &str) {
-    measure::pin(0);
+    measure::pin(measure::IO_CPU);
     // Port 0: the kernel picks a free port, and `ready` tells the parent which.
     let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
     match kind {
@@ -335,9 +335,9 @@ impl Drop for Server {
 /// measured.
 pub fn run(kind: &str, conns: usize, size: usize, warmup: Duration, pass: Pass) -> Sample {
     let (mut server, addr) = Server::start(kind, pass.count);
-    let (msgs, secs, hist, report, busy_own) = std::thread::scope(|s| {
+    let (msgs, secs, hist, report, busy) = std::thread::scope(|s| {
         s.spawn(|| {
-            measure::pin(1);
+            measure::pin(measure::LOAD_CPU);
             load(&mut server, addr, conns, size, warmup, pass.dur)
         })
         .join()
@@ -358,8 +358,9 @@ pub fn run(kind: &str, conns: usize, size: usize, warmup: Duration, pass: Pass) 
         proc_io: opt(4),
         p50_us: hist.quantile_us(0.50),
         p99_us: hist.quantile_us(0.99),
-        // The machine's busy time in the window, less the server's and the client's own.
-        others_cpu_s: (busy_own.0 - busy_own.1 - num(0)).max(0.0),
+        // Each CPU's busy time in the window, less the server's (on IO_CPU) and the load
+        // generator's (on LOAD_CPU).
+        others: (((busy.0 - num(0)) / secs).max((busy.1 - busy.2) / secs)).clamp(0.0, 1.0),
     }
 }
 
@@ -374,7 +375,7 @@ fn load(
     size: usize,
     warmup: Duration,
     dur: Duration,
-) -> (u64, f64, Histogram, String, (f64, f64)) {
+) -> (u64, f64, Histogram, String, (f64, f64, f64)) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -417,15 +418,20 @@ fn load(
         // Blocking the client's thread for a line is fine: the phase switches after it.
         assert_eq!(server.ask("mark"), "ok");
         phase.store(MEASURE, Ordering::Relaxed);
-        let (busy0, own0) = (measure::machine_busy_seconds(), measure::cpu_seconds());
+        let busy = || {
+            (
+                measure::busy_seconds(Some(measure::IO_CPU)),
+                measure::busy_seconds(Some(measure::LOAD_CPU)),
+                measure::cpu_seconds(),
+            )
+        };
+        let busy0 = busy();
         let start = Instant::now();
         tokio::time::sleep(dur).await;
         phase.store(DONE, Ordering::Relaxed);
         let secs = start.elapsed().as_secs_f64();
-        let busy_own = (
-            measure::machine_busy_seconds() - busy0,
-            measure::cpu_seconds() - own0,
-        );
+        let busy1 = busy();
+        let busy = (busy1.0 - busy0.0, busy1.1 - busy0.1, busy1.2 - busy0.2);
         let report = server.ask("report");
         let mut hist = Histogram::new();
         let mut msgs = 0;
@@ -434,6 +440,6 @@ fn load(
             msgs += n;
             hist.merge(&h);
         }
-        (msgs, secs, hist, report, busy_own)
+        (msgs, secs, hist, report, busy)
     })
 }

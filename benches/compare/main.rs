@@ -47,6 +47,10 @@ const SEQ: &str = "128 KiB sequential read, QD1";
 const ECHO64: &str = "TCP echo 64 B, 64 conns";
 const ECHO1000: &str = "TCP echo 64 B, 1000 conns";
 
+/// A timed run whose CPU other work took more of than this is run again (full mode).
+const DISTURBED: f64 = 0.10;
+const ATTEMPTS: usize = 3;
+
 struct Config {
     quick: bool,
     rounds: usize,
@@ -157,11 +161,9 @@ fn loadavg() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-/// The share of the machine (all CPUs) that other work took during a sample, in percent.
+/// The share of the measured CPU that other work took during a sample, in percent.
 fn others_share(s: &Sample) -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as f64;
-    100.0 * s.others_cpu_s / (s.secs * cpus)
+    100.0 * s.others
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -208,11 +210,11 @@ fn main() {
     let began = Instant::now();
     let load_before = loadavg();
     let (busy0, own0) = (
-        measure::machine_busy_seconds(),
+        measure::busy_seconds(None),
         measure::cpu_seconds_with_children(),
     );
     raise_nofile();
-    measure::pin(0);
+    measure::pin(measure::IO_CPU);
 
     let out_dir = target_dir().join("trueio-bench");
     std::fs::create_dir_all(&out_dir).expect("create target/trueio-bench");
@@ -460,25 +462,37 @@ fn main() {
         for g in &groups {
             for k in 0..g.len() {
                 let c = &mut cells[g[(k + round) % g.len()]];
-                if c.file {
-                    local::warm(&path);
+                // A run that other work disturbed (more than DISTURBED of its CPU taken) is
+                // run again, up to ATTEMPTS times; the least disturbed one counts.
+                let mut best: Option<Sample> = None;
+                for attempt in 1..=ATTEMPTS {
+                    if c.file {
+                        local::warm(&path);
+                    }
+                    if !c.workload.starts_with("TCP") {
+                        (c.run)(warm_pass);
+                    }
+                    let s = (c.run)(timed);
+                    eprintln!(
+                        "round {}/{}  {:<30} {:<28} {:>10.0} ops/s {:>8.2} µs CPU/op  others {:>3.0}%{}",
+                        round + 1,
+                        cfg.rounds,
+                        c.workload,
+                        c.engine,
+                        s.ops as f64 / s.secs,
+                        s.cpu_s * 1e6 / s.ops.max(1) as f64,
+                        others_share(&s),
+                        if attempt > 1 { format!(" (attempt {attempt})") } else { String::new() }
+                    );
+                    let quiet = s.others <= DISTURBED;
+                    if best.as_ref().map_or(true, |b| s.others < b.others) {
+                        best = Some(s);
+                    }
+                    if quiet || cfg.quick {
+                        break;
+                    }
                 }
-                let is_echo = c.workload.starts_with("TCP");
-                if !is_echo {
-                    (c.run)(warm_pass);
-                }
-                let s = (c.run)(timed);
-                eprintln!(
-                    "round {}/{}  {:<30} {:<28} {:>10.0} ops/s {:>8.2} µs CPU/op  others {:>3.0}%",
-                    round + 1,
-                    cfg.rounds,
-                    c.workload,
-                    c.engine,
-                    s.ops as f64 / s.secs,
-                    s.cpu_s * 1e6 / s.ops.max(1) as f64,
-                    others_share(&s)
-                );
-                c.samples.push(s);
+                c.samples.push(best.expect("at least one attempt"));
             }
         }
     }
@@ -567,7 +581,7 @@ fn main() {
     }
     command += "cargo bench --bench compare";
     let others_total = {
-        let busy = measure::machine_busy_seconds() - busy0;
+        let busy = measure::busy_seconds(None) - busy0;
         let own = measure::cpu_seconds_with_children() - own0;
         // SAFETY: sysconf has no preconditions.
         let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as f64;

@@ -68,25 +68,30 @@ pub fn cpu_seconds() -> f64 {
     t(ru.ru_utime) + t(ru.ru_stime)
 }
 
-/// CPU time the whole machine spent busy (every CPU, every process, kernel included), in
-/// seconds: the `cpu` line of `/proc/stat` less idle and iowait.
-pub fn machine_busy_seconds() -> f64 {
+/// The CPU the I/O job (or the echo server) is pinned to.
+pub const IO_CPU: usize = 0;
+/// The CPU the echo load generator is pinned to.
+pub const LOAD_CPU: usize = 1;
+
+/// Seconds the machine (`None`) or one CPU spent busy (every process, kernel included): its
+/// `/proc/stat` line less idle and iowait.
+pub fn busy_seconds(cpu: Option<usize>) -> f64 {
     let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+    let prefix = match cpu {
+        None => "cpu ".to_string(),
+        Some(n) => format!("cpu{n} "),
+    };
+    let Some(line) = stat.lines().find(|l| l.starts_with(&prefix)) else {
         return f64::NAN;
     };
-    let f: Vec<f64> = line
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let busy: f64 = line
         .split_whitespace()
         .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest time is inside user).
-    let busy: f64 = f
-        .iter()
         .take(8)
         .enumerate()
         .filter(|(i, _)| *i != 3 && *i != 4)
-        .map(|(_, v)| v)
+        .filter_map(|(_, v)| v.parse::<f64>().ok())
         .sum();
     // SAFETY: sysconf has no preconditions.
     busy / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
@@ -295,9 +300,9 @@ pub struct Sample {
     pub proc_io: Option<u64>,
     pub p50_us: f64,
     pub p99_us: f64,
-    /// CPU seconds the rest of the machine (other processes, and this process's threads
-    /// outside the measured job) used during the section: how noisy it was.
-    pub others_cpu_s: f64,
+    /// The share (0..1) of the measured CPU that other work took during the section (for
+    /// echo, the larger of the server's and the load generator's CPU): how disturbed it was.
+    pub others: f64,
 }
 
 struct Snap {
@@ -334,7 +339,7 @@ impl Meter {
             .count_syscalls
             .map(|id| SyscallCounter::start(id).expect("opening the syscall counters"));
         let allocs = allocs();
-        let busy = machine_busy_seconds();
+        let busy = busy_seconds(Some(IO_CPU));
         let cpu = cpu_seconds();
         self.start = Some(Snap {
             t: Instant::now(),
@@ -350,14 +355,15 @@ impl Meter {
         let syscalls = self.counter.take().map(SyscallCounter::stop);
         let t = Instant::now();
         let cpu = cpu_seconds();
-        let busy = machine_busy_seconds();
+        let busy = busy_seconds(Some(IO_CPU));
         let allocs = allocs();
         let engine = engine.map(|e| e.stats());
         let io = proc_io_calls();
         let s = self.start.take().expect("Meter::begin before end");
+        let secs = t.duration_since(s.t).as_secs_f64();
         Sample {
             ops,
-            secs: t.duration_since(s.t).as_secs_f64(),
+            secs,
             cpu_s: cpu - s.cpu,
             allocs: allocs - s.allocs,
             syscalls,
@@ -371,7 +377,8 @@ impl Meter {
             },
             p50_us: hist.quantile_us(0.50),
             p99_us: hist.quantile_us(0.99),
-            others_cpu_s: (busy - s.busy - (cpu - s.cpu)).max(0.0),
+            // Every thread of the job is pinned to IO_CPU.
+            others: ((busy - s.busy - (cpu - s.cpu)) / secs).clamp(0.0, 1.0),
         }
     }
 }

@@ -162,8 +162,11 @@ pub fn markdown(rows: &[Row], meta: &Meta) -> String {
          batch's round trip; for echo, the client's round trip).\n\
          - **vs tokio / vs std**: this row divided by the tokio row and the blocking-std row of \
          the same workload.\n\
-         - **others**: the share of the machine's CPU (all CPUs) that other work took while \
-         the row ran (median over its runs): where it is high, the row's numbers are skewed.\n\
+         - **others**: the share of the measured CPU (the one the I/O job is pinned to; for \
+         echo, the larger of the server's and the load generator's) that other work on the \
+         machine took, median over the row's runs. In full mode a run disturbed by more than \
+         10% is run again (up to 3 times) and the least disturbed one counts; where this \
+         column is still high, the row's numbers are skewed.\n\
          - `-`: does not apply or could not be measured here.",
         meta.sys_note
     );
