@@ -3,7 +3,7 @@
 //! fallback, blocking std and tokio, side by side.
 //!
 //! `cargo bench --bench compare` (full: 5 interleaved rounds of 2 s per cell, medians; about
-//! 8 minutes); `TRUEIO_BENCH_QUICK=1 cargo bench --bench compare` (one round of 0.3 s per
+//! 9 minutes); `TRUEIO_BENCH_QUICK=1 cargo bench --bench compare` (one round of 0.3 s per
 //! cell, for CI; under a minute).
 //! Prints the table and writes `target/trueio-bench/report.md` and `report.svg`.
 //!
@@ -623,8 +623,8 @@ fn main() {
                 cfg.file_size >> 20
             ),
             "Echo: ops are round trips of 64-byte messages; the tokio load generator (CPU 1) \
-             is the same for every server and is the bottleneck, so ops/s differ little and \
-             the server's CPU per message tells the engines apart. The std server runs a \
+             is the same for every server and limits ops/s near its own ceiling, so the \
+             server's CPU per message tells the engines apart best. The std server runs a \
              thread per connection."
                 .into(),
         ],
