@@ -200,9 +200,9 @@ for tool in cp diff mount umount; do
     ELFS+=("$p")
   fi
 done
-# The fuzz corpus, which tests/request_fuzz.rs replays from the source tree's path.
-mkdir -p "$STAGE$PWD/fuzz"
-cp -r fuzz/corpus "$STAGE$PWD/fuzz/corpus"
+# The fuzz corpus, which tests/request_fuzz.rs replays (TRUEIO_FUZZ_CORPUS below; the
+# source tree's path may lie under /tmp, which is a fresh tmpfs in the VM).
+cp -r fuzz/corpus "$STAGE/matrix/fuzz-corpus"
 # Every library the dynamic loader will want, at the path ldd resolves it to.
 for lib in $(ldd "${ELFS[@]}" 2>/dev/null | grep -o '/[^ ]*' | sort -u); do
   [ -e "$lib" ] || continue
@@ -223,6 +223,7 @@ done
   for kv in $EXTRA_ENV; do echo "$kv"; done
   # No cargo in the VM: tests use the examples built next to them as they are.
   echo "TRUEIO_TEST_PREBUILT_EXAMPLES=1"
+  echo "TRUEIO_FUZZ_CORPUS=/matrix/fuzz-corpus"
   echo "MATRIX_JOB_TIMEOUT=$((VM_TIMEOUT / 2))"
 } >"$STAGE/matrix/env"
 {
