@@ -246,12 +246,16 @@ fn emulated_install(files: &FileTable, slot: u32, fd: OwnedFd) {
     t[idx] = Some(fd);
 }
 
-/// Which descriptor numbers are open with `O_DIRECT`. A `RWF_NOWAIT` call on such a file
-/// does not fail fast: it waits for the device, which would stall the event loop for every
-/// read at any queue depth. Those go straight to the pool. `fcntl(F_GETFL)` answers once per
-/// descriptor number and again every [`DirectHints::RECHECK`] operations, since a number may
-/// be closed and reused outside the engine. A hint only: a stale one costs speed (a pool trip,
-/// or for a few operations a wait inline), never correctness.
+/// What the backends learned about descriptor numbers, for their inline `RWF_NOWAIT`
+/// attempts (io_uring's lone reads, every epoll call):
+/// - open with `O_DIRECT`: such a call does not fail fast, it waits for the device, which
+///   would stall the event loop at any queue depth; those reads go to the pool or the ring;
+/// - refused `RWF_NOWAIT` (`EOPNOTSUPP`, tmpfs on 6.1 say): no more attempts on it.
+///
+/// `fcntl(F_GETFL)` answers once per descriptor number and again every
+/// [`DirectHints::RECHECK`] operations (which also forgets a refusal), since a number may be
+/// closed and reused outside the engine. A hint only: a stale one costs speed, never
+/// correctness.
 #[derive(Default)]
 pub(crate) struct DirectHints {
     /// Per descriptor number: 0 unknown, else (direct as bit 15) | (`RWF_NOWAIT` refused as
@@ -273,11 +277,15 @@ impl DirectHints {
         fd: std::os::fd::RawFd,
         stats: &crate::stats::StatsCells,
     ) -> bool {
-        self.is_direct(fd, stats)
-            || usize::try_from(fd)
-                .ok()
-                .and_then(|i| self.by_fd.get(i))
-                .is_some_and(|h| h & Self::REFUSED != 0)
+        self.is_direct(fd, stats) || self.is_refused(fd)
+    }
+
+    /// Whether `fd` refused `RWF_NOWAIT` lately (no syscall).
+    pub(crate) fn is_refused(&self, fd: std::os::fd::RawFd) -> bool {
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.by_fd.get(i))
+            .is_some_and(|h| h & Self::REFUSED != 0)
     }
 
     /// Records that `fd` refused `RWF_NOWAIT` (until the next recheck).

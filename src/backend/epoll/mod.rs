@@ -330,7 +330,8 @@ impl Driver {
                     }
                 }
                 Plan::Io { sys, fd, .. }
-                    if (self.nowait || sys.never_blocks()) && !self.direct.is_direct(fd, stats) =>
+                    if (self.nowait || sys.never_blocks())
+                        && !self.direct.skip_inline(fd, stats) =>
                 {
                     return match Self::attempt_nowait(sys, stats) {
                         Ok(r) => Some(r),
@@ -439,7 +440,7 @@ impl Driver {
         let Plan::Io { sys, fd, interest } = p.plan else {
             return;
         };
-        let plain = (p.plain || !self.nowait) && !sys.never_blocks();
+        let plain = (p.plain || !self.nowait || self.direct.is_refused(fd)) && !sys.never_blocks();
         let known_file = p.file;
         if known_file == Some(true) || self.direct.is_direct(fd, stats) {
             // A regular file whose data was not cached, or an O_DIRECT file (whose
@@ -506,8 +507,10 @@ impl Driver {
             return;
         };
         if r == -libc::EOPNOTSUPP {
-            // This file refuses RWF_NOWAIT: from now on, poll-gated plain calls.
+            // This file refuses RWF_NOWAIT: from now on (for this operation, and for the
+            // descriptor until the hints recheck it) no more attempts, poll-gated plain calls.
             p.plain = true;
+            self.direct.refused(fd);
         }
         if self.is_file(ud, fd, stats) {
             self.send_to_pool(ud, sys, stats);
