@@ -307,10 +307,13 @@ pub fn copy_file_with(
             Ok(copy.report)
         }
         Err(e) => {
-            // Drop every ticket (cancelling what is in flight; the engine keeps the buffers
-            // until the kernel is done with them), then take the partial copy away.
+            // Cancel what is in flight and wait for it, so that the engine lets go of the files
+            // (descriptors, fixed slots) before the partial copy is removed: on a full
+            // filesystem the space comes back at once.
+            copy.abort();
             drop(copy);
-            settle(engine);
+            // One more turn releases the fixed slots dropped just now.
+            let _ = engine.poll();
             let removed = std::fs::remove_file(dst);
             let what = match removed {
                 Ok(()) => "; the incomplete destination was removed",
@@ -325,20 +328,6 @@ pub fn copy_file_with(
             ))
         }
     }
-}
-
-/// Waits (up to 2 s) for the operations a failed copy cancelled, so that the engine lets go
-/// of the files (their descriptors and fixed slots) before the destination is removed: on a
-/// full filesystem, the space comes back at once.
-fn settle(engine: &Engine) {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while engine.in_flight() > 0 && Instant::now() < deadline {
-        if engine.turn(Some(Duration::from_millis(10))).is_err() {
-            break;
-        }
-    }
-    // One more turn releases the fixed slots dropped meanwhile.
-    let _ = engine.poll();
 }
 
 /// A copy failure: the error (naming the file and offset) and what became of the destination.
@@ -885,6 +874,34 @@ impl<'a> Copy<'a> {
             data,
             done,
             write,
+        }
+    }
+
+    /// Cancels this copy's operations still in flight and waits (up to 2 s) for their final
+    /// completions. Only its own: the engine may be shared with other work.
+    fn abort(&mut self) {
+        let busy = |stage: &Stage| match stage {
+            Stage::Idle => false,
+            Stage::Pair { read, write, .. } => !read.is_done() || !write.is_done(),
+            Stage::Read { read, .. } => !read.is_done(),
+            Stage::Write { write, .. } => !write.is_done(),
+        };
+        for slot in &self.slots {
+            match &slot.stage {
+                Stage::Idle => {}
+                Stage::Pair { read, write, .. } => {
+                    read.cancel();
+                    write.cancel();
+                }
+                Stage::Read { read, .. } => read.cancel(),
+                Stage::Write { write, .. } => write.cancel(),
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.slots.iter().any(|s| busy(&s.stage)) && Instant::now() < deadline {
+            if self.engine.turn(Some(Duration::from_millis(10))).is_err() {
+                break;
+            }
         }
     }
 
