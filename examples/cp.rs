@@ -23,6 +23,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use trueio::fs::{copy_file_with, CopyOptions};
 use trueio::{BackendChoice, Engine};
 
+#[path = "common/size.rs"]
+mod size;
+use size::parse_size;
+
 const USAGE: &str = "usage: cp [-r] SRC... DST [--qd N] [--bs SIZE] [--direct] [--sync] \
                      [--preserve] [--backend auto|uring|epoll] [--no-link] [-v]";
 
@@ -32,24 +36,6 @@ struct Args {
     verbose: bool,
     paths: Vec<PathBuf>,
     opts: CopyOptions,
-}
-
-/// `4096`, `4k`, `4K`, `4KiB`, `1M`, `1MiB`, `1G`.
-fn parse_size(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits);
-    let n: usize = num.parse().map_err(|_| format!("bad size {s:?}"))?;
-    let mult = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("bad size unit in {s:?}")),
-    };
-    n.checked_mul(mult)
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("bad size {s:?}"))
 }
 
 fn parse() -> Result<Args, String> {
@@ -98,10 +84,10 @@ fn parse() -> Result<Args, String> {
             "--bs" => {
                 let v = value(&mut it, "--bs")?;
                 let n = parse_size(&v)?;
-                if n > trueio::fs::MAX_BLOCK_SIZE {
+                if n > trueio::fs::MAX_BLOCK_SIZE as u64 {
                     return Err(format!("--bs {v}: at most 64 MiB"));
                 }
-                opts.block_size(n)
+                opts.block_size(n as usize)
             }
             "--direct" => opts.direct(true),
             "--sync" => opts.sync(true),

@@ -35,6 +35,10 @@ use trueio::buf::{AlignedBuf, FixedBuf, IoBuf, Slice};
 use trueio::op::{Read, ReadFixed, Write, WriteFixed};
 use trueio::{BackendChoice, Engine, Fd, Ticket};
 
+#[path = "common/size.rs"]
+mod size;
+use size::parse_size;
+
 const USAGE: &str = "usage: iobench --file PATH [--size 1G] [--rw randread|randwrite|read|write] \
     [--bs 4k] [--qd 32] [--runtime 10] [--direct] [--fixed-bufs] [--fixed-files] [--sqpoll] [--sqpoll-cpu N] \
     [--backend auto|uring|epoll] [--json] [--verify] [--seed N]";
@@ -80,24 +84,6 @@ struct Args {
     json: bool,
     verify: bool,
     seed: u64,
-}
-
-fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits);
-    let n: u64 = num.parse().map_err(|_| format!("bad size {s:?}"))?;
-    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        _ => return Err(format!("bad size unit in {s:?}")),
-    };
-    n.checked_mul(mult)
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("bad size {s:?}"))
 }
 
 fn parse() -> Result<Args, String> {
