@@ -197,6 +197,7 @@ impl Builder {
         let (driver, report) = Driver::open(&self, choice, id, bufs.as_ref())?;
         let lone_reads =
             report.backend == Backend::Uring && !self.disabled.contains(Feature::NowaitReads);
+        let eager_direct = report.backend == Backend::Uring;
         Ok(Engine {
             inner: Rc::new(Inner {
                 id,
@@ -213,6 +214,7 @@ impl Builder {
                 reaped: RefCell::new(Vec::with_capacity(256)),
                 completed_inline: Cell::new(0),
                 lone_reads,
+                eager_direct,
                 direct: RefCell::new(crate::backend::DirectHints::default()),
                 finished: RefCell::new(Vec::new()),
                 chain_buf: RefCell::new(Vec::new()),
@@ -272,6 +274,8 @@ pub(crate) struct Inner {
     /// with `RWF_NOWAIT`: a page-cache hit then costs one plain syscall instead of a ring
     /// round trip; a miss goes to the ring. Off with `Feature::NowaitReads` disabled.
     lone_reads: bool,
+    /// io_uring: transfers on `O_DIRECT` files are submitted at once (`submit_direct_now`).
+    eager_direct: bool,
     /// Which descriptors are `O_DIRECT` (their `RWF_NOWAIT` reads wait for the device).
     direct: RefCell<crate::backend::DirectHints>,
     /// Operations whose handle was dropped and that have completed; finished (their output
@@ -464,6 +468,12 @@ impl Engine {
 
     /// Puts `fd` in a free slot of the fixed-file table and returns the slot. Operations on a
     /// [`FixedFile`] skip the per-operation descriptor lookup on io_uring.
+    ///
+    /// The engine keeps `fd` itself open beside the kernel's slot until the slot is closed or
+    /// released, so that a lone read on it can still be tried inline with
+    /// `preadv2(RWF_NOWAIT)` (which needs a descriptor number); it counts against
+    /// `RLIMIT_NOFILE` as it did before registration. Slots filled by a direct open
+    /// ([`OpenAt2Direct`](crate::op::OpenAt2Direct)) have no such descriptor.
     pub fn register_file(&self, fd: OwnedFd) -> io::Result<FixedFile> {
         let inner = &self.inner;
         if inner.forked() {
@@ -611,6 +621,9 @@ impl Inner {
             .driver
             .borrow_mut()
             .submit(ud, op, &self.ctx(), &self.stats);
+        if self.eager_direct && res == Ok(None) {
+            self.submit_direct_now(op);
+        }
         match res {
             Ok(None) => {}
             // Completed at once (epoll inline): no completion to dispatch.
@@ -619,6 +632,21 @@ impl Inner {
         }
         if self.driver.borrow().has_completions() {
             self.dispatch();
+        }
+    }
+
+    /// A transfer on an `O_DIRECT` file goes to the kernel at once instead of with the next
+    /// batch: it waits for the device anyway, so the syscall is cheap beside it, and the
+    /// device starts on it sooner (4 KiB random reads at QD32 on this VM's virtio disk:
+    /// about 73k IOPS batched per turn, 86-89k submitted at once, as fio does by default).
+    #[inline]
+    fn submit_direct_now<T: Op>(&self, op: &T) {
+        let Some(fd) = op.file_fd(&self.ctx()) else {
+            return;
+        };
+        if self.direct.borrow_mut().is_direct(fd, &self.stats) {
+            // An error leaves the entry in the SQ: the next turn submits it and reports.
+            let _ = self.driver.borrow_mut().flush(&self.stats);
         }
     }
 

@@ -14,7 +14,7 @@
 //! Every submitted operation produces exactly one final completion on both backends.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use io_uring::squeue;
@@ -187,7 +187,14 @@ impl Driver {
         fd: OwnedFd,
     ) -> io::Result<()> {
         match self {
-            Driver::Uring(d) if d.fixed_files_native() => d.install_file(slot, fd),
+            // The kernel's table takes its own reference; ours stays beside it as the slot's
+            // shadow, so that a lone read on the slot can still be tried inline with
+            // `preadv2(RWF_NOWAIT)`, which needs a descriptor number.
+            Driver::Uring(d) if d.fixed_files_native() => {
+                d.install_file(slot, fd.as_raw_fd())?;
+                emulated_install(files, slot, fd);
+                Ok(())
+            }
             _ => {
                 emulated_install(files, slot, fd);
                 Ok(())
@@ -201,17 +208,18 @@ impl Driver {
             return Ok(());
         }
         for slot in released {
-            match self {
-                Driver::Uring(d) if d.fixed_files_native() => d.empty_slot(slot)?,
-                _ => {
-                    let fd = files
-                        .emulated
-                        .borrow_mut()
-                        .get_mut(slot as usize)
-                        .and_then(|s| s.take());
-                    drop(fd);
+            if let Driver::Uring(d) = self {
+                if d.fixed_files_native() {
+                    d.empty_slot(slot)?;
                 }
             }
+            // The emulated descriptor, or the shadow of a native slot.
+            let fd = files
+                .emulated
+                .borrow_mut()
+                .get_mut(slot as usize)
+                .and_then(|s| s.take());
+            drop(fd);
             files.free.borrow_mut().push(slot);
         }
         Ok(())

@@ -62,6 +62,15 @@ impl Op for Close {
     fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         if let CloseTarget::Fixed(f) = &self.target {
             if ctx.fixed_files_native {
+                // Our shadow of the slot (see `Engine::register_file`) goes now, so that the
+                // file is closed once the kernel drops its reference, as without a shadow.
+                drop(
+                    f.table()
+                        .emulated
+                        .borrow_mut()
+                        .get_mut(f.slot() as usize)
+                        .and_then(|s| s.take()),
+                );
                 return Ok(opcode::Close::new(types::Fixed(f.slot())).build());
             }
         }

@@ -56,6 +56,10 @@ impl<B: IoBufMut> Op for ReadFixed<B> {
         self.0.lone_read(ctx)
     }
 
+    fn file_fd(&self, ctx: &BuildCtx<'_>) -> Option<std::os::fd::RawFd> {
+        self.0.file_fd(ctx)
+    }
+
     fn complete(self, res: i32, flags: u32) -> Self::Output {
         self.0.complete(res, flags)
     }
@@ -80,6 +84,10 @@ impl<B: IoBuf> WriteFixed<B> {
 
 impl<B: IoBuf> Op for WriteFixed<B> {
     type Output = (io::Result<usize>, B);
+
+    fn file_fd(&self, ctx: &BuildCtx<'_>) -> Option<std::os::fd::RawFd> {
+        self.0.file_fd(ctx)
+    }
 
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
         self.0.fd_owner()

@@ -77,6 +77,13 @@ pub trait Op: 'static + Sized {
     }
 
     #[doc(hidden)]
+    /// For a positional read or write of a file: its descriptor number, so that the io_uring
+    /// backend can send a transfer on an `O_DIRECT` file to the kernel at once.
+    fn file_fd(&self, _ctx: &BuildCtx<'_>) -> Option<RawFd> {
+        None
+    }
+
+    #[doc(hidden)]
     /// The shared descriptor a readiness wait would be on, if the operation holds one (see
     /// the epoll backend's registration renewal).
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {

@@ -1,4 +1,5 @@
 use std::io;
+use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue};
 
@@ -64,6 +65,12 @@ impl<B: IoBufMut> Op for Read<B> {
         )
         .offset(*offset as u64)
         .build()))
+    }
+
+    fn file_fd(&self, ctx: &BuildCtx<'_>) -> Option<RawFd> {
+        (self.offset >= 0)
+            .then(|| ctx.raw(self.fd.target()).ok())
+            .flatten()
     }
 
     fn lone_read(&mut self, ctx: &BuildCtx<'_>) -> Option<Syscall> {
@@ -151,6 +158,12 @@ impl<B: IoBuf> Op for Write<B> {
         )
         .offset(*offset as u64)
         .build()))
+    }
+
+    fn file_fd(&self, ctx: &BuildCtx<'_>) -> Option<RawFd> {
+        (self.offset >= 0)
+            .then(|| ctx.raw(self.fd.target()).ok())
+            .flatten()
     }
 
     fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {

@@ -40,6 +40,12 @@ impl<B: IoBufMut> Readv<B> {
 impl<B: IoBufMut> Op for Readv<B> {
     type Output = (io::Result<usize>, Vec<B>);
 
+    fn file_fd(&self, ctx: &BuildCtx<'_>) -> Option<std::os::fd::RawFd> {
+        (self.offset >= 0)
+            .then(|| ctx.raw(self.fd.target()).ok())
+            .flatten()
+    }
+
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
         self.fd.owner()
     }
@@ -126,6 +132,12 @@ impl<B: IoBuf> Writev<B> {
 
 impl<B: IoBuf> Op for Writev<B> {
     type Output = (io::Result<usize>, Vec<B>);
+
+    fn file_fd(&self, ctx: &BuildCtx<'_>) -> Option<std::os::fd::RawFd> {
+        (self.offset >= 0)
+            .then(|| ctx.raw(self.fd.target()).ok())
+            .flatten()
+    }
 
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
         self.fd.owner()

@@ -7,7 +7,7 @@
 //!   EBUSY and CQ overflow handled), reaping, cancel, fixed-file slots.
 
 use std::io;
-use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, IoUring};
@@ -21,6 +21,9 @@ mod setup;
 mod submit;
 
 use submit::{enter, ENTER_GETEVENTS, ENTER_SQ_WAKEUP};
+
+/// How long a wait on an SQPOLL ring watches the CQ before it sleeps in the kernel.
+const SQPOLL_SPIN: Duration = Duration::from_micros(50);
 
 pub(crate) struct Driver {
     ring: IoUring,
@@ -222,6 +225,22 @@ impl Driver {
         }
     }
 
+    /// Polls the CQ tail for up to `budget`; true when a completion arrived.
+    fn spin_for_cqe(&mut self, budget: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            for _ in 0..64 {
+                if !self.ring.completion().is_empty() {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            if start.elapsed() >= budget {
+                return false;
+            }
+        }
+    }
+
     /// Copies every available CQE out of the ring; returns how many.
     fn reap(&mut self, stats: &StatsCells) -> usize {
         let mut n = 0;
@@ -258,12 +277,28 @@ impl Driver {
         if !self.deferred_cancels.is_empty() {
             self.push_deferred_cancels();
         }
+        let mut spun = false;
         let result = loop {
             self.reap(stats);
             let pending = self.ring.submission().len() as u32;
-            let (mut flags, _) = self.sq_flags(stats);
-            flags |= ENTER_GETEVENTS;
+            let (mut flags, must_enter) = self.sq_flags(stats);
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if self.sqpoll && !must_enter {
+                // The kernel thread submits by itself: enter only to sleep for completions.
+                if !self.cqes.is_empty() || remaining == Some(Duration::ZERO) {
+                    break Ok(());
+                }
+                // Whoever asks for SQPOLL has given a core to the kernel's thread, which
+                // completes a cached read within microseconds: watch the CQ for a moment
+                // before paying for a sleep and the wake-up.
+                if !spun {
+                    spun = true;
+                    if self.spin_for_cqe(SQPOLL_SPIN.min(remaining.unwrap_or(SQPOLL_SPIN))) {
+                        continue;
+                    }
+                }
+            }
+            flags |= ENTER_GETEVENTS;
             let poll_only = !self.cqes.is_empty() || remaining == Some(Duration::ZERO);
             let want = if poll_only { 0 } else { 1 };
             let mut ts = None;
@@ -373,13 +408,13 @@ impl Driver {
         Ok(ring)
     }
 
-    pub(crate) fn install_file(&mut self, slot: u32, fd: OwnedFd) -> io::Result<()> {
-        let raw = fd.into_raw_fd();
-        let r = self.ring.submitter().register_files_update(slot, &[raw]);
-        // The table holds its own reference now (or the update failed): ours goes either way.
-        // SAFETY: `raw` came from into_raw_fd above and is closed exactly once here.
-        unsafe { libc::close(raw) };
-        r.map(|_| ())
+    /// Puts `fd` in the kernel's table at `slot`. The caller keeps `fd` open beside the slot
+    /// (a shadow descriptor for inline calls, see `Driver::install_file` in the parent module).
+    pub(crate) fn install_file(&mut self, slot: u32, fd: RawFd) -> io::Result<()> {
+        self.ring
+            .submitter()
+            .register_files_update(slot, &[fd])
+            .map(|_| ())
     }
 
     /// Empties a slot in the kernel's table. Requests in flight hold their own reference to
