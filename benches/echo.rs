@@ -2,7 +2,11 @@
 //! tokio `current_thread` server. Each server is a process of its own pinned to CPU 0; the
 //! load generator (a tokio client, identical for all) runs on CPU 1.
 //!
-//! `cargo bench --bench echo` (`TRUEIO_BENCH_QUICK=1` for a short run). Prints messages/s,
+//! `cargo bench --bench echo` (`TRUEIO_BENCH_QUICK=1` for a short run). To profile one
+//! server by hand: start it with `TRUEIO_ECHO_BENCH_SERVER=uring|epoll|tokio
+//! TRUEIO_ECHO_BENCH_ADDR=127.0.0.1:17771`, then load it with
+//! `TRUEIO_ECHO_BENCH_CLIENT=127.0.0.1:17771,64,64,6` (address, connections, message size,
+//! seconds) and, say, `perf record -e cpu-clock -p PID -g`. Prints messages/s,
 //! p50/p99 round-trip latency, and the server's CPU time (user+system, all threads) per
 //! message: on two cores the load generator saturates its own, so server CPU per message is
 //! the figure that shows each engine's cost.
@@ -227,6 +231,28 @@ fn main() {
         return;
     }
     if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    // For profiling a server started by hand: the load generator alone, on CPU 1.
+    // TRUEIO_ECHO_BENCH_CLIENT=ADDR,CONNS,SIZE,SECONDS
+    if let Ok(spec) = std::env::var("TRUEIO_ECHO_BENCH_CLIENT") {
+        let v: Vec<&str> = spec.split(',').collect();
+        let [addr, conns, size, secs] = v[..] else {
+            panic!("TRUEIO_ECHO_BENCH_CLIENT=ADDR,CONNS,SIZE,SECONDS");
+        };
+        pin(1);
+        let l = load(
+            addr.parse().expect("address"),
+            conns.parse().expect("connections"),
+            size.parse().expect("size"),
+            Duration::from_secs_f64(secs.parse().expect("seconds")),
+        );
+        println!(
+            "{:.0} msgs/s, p50 {:.1} us, p99 {:.1} us",
+            l.msgs as f64 / l.secs,
+            l.p50_us,
+            l.p99_us
+        );
         return;
     }
     pin(1);
