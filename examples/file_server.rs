@@ -424,10 +424,11 @@ impl Conn<'_> {
         self.out.clear();
         let _ = write!(
             self.out_str(),
-            "HTTP/1.1 {status} {}\r\nServer: trueio-file-server\r\nDate: {}\r\n",
+            "HTTP/1.1 {status} {}\r\nServer: trueio-file-server\r\nDate: ",
             http::reason(status),
-            http::http_date(SystemTime::now())
         );
+        DATE_NOW.with(|d| d.write(&mut self.out, SystemTime::now()));
+        self.out.extend_from_slice(b"\r\n");
         if !keep_alive {
             self.out.extend_from_slice(b"Connection: close\r\n");
         } else if version == 0 {
@@ -551,7 +552,7 @@ impl Conn<'_> {
             since.as_secs(),
             since.subsec_nanos()
         );
-        let last_modified = http::http_date(mtime);
+        let last_modified = LAST_MODIFIED.with(|d| d.get(mtime));
 
         // Conditionals: If-None-Match wins over If-Modified-Since.
         let not_modified = if let Some(inm) = req.header("if-none-match") {
@@ -798,14 +799,47 @@ async fn open_beneath(root: &File, rel: &[u8]) -> Result<(File, Metadata), u16> 
 }
 
 /// Regular files were opened `O_NONBLOCK` only so that a FIFO could not block the open;
-/// reads of them go without it.
+/// reads of them go without it (on io_uring, a read of an `O_NONBLOCK` file that misses the
+/// page cache fails with EAGAIN instead of waiting for the disk).
 fn clear_nonblock(file: &File) {
-    let fd = file.as_raw_fd();
-    // SAFETY: F_GETFL/F_SETFL on a descriptor we own change only its status flags.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags >= 0 {
-            libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
-        }
+    // Of the flags F_SETFL sets (O_APPEND, O_ASYNC, O_DIRECT, O_NOATIME, O_NONBLOCK), `beneath`
+    // opens with O_NONBLOCK alone: clearing them all clears it, in one call.
+    // SAFETY: F_SETFL on a descriptor we own changes only its status flags.
+    unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, 0) };
+}
+
+/// An HTTP date, formatted once per second it names (the `Date` of every response, the
+/// `Last-Modified` of a file served again and again).
+struct DateMemo(Cell<(u64, [u8; 29])>);
+
+impl DateMemo {
+    const fn new() -> DateMemo {
+        DateMemo(Cell::new((u64::MAX, [0; 29])))
     }
+
+    fn get(&self, t: SystemTime) -> String {
+        let mut v = Vec::with_capacity(29);
+        self.write(&mut v, t);
+        String::from_utf8(v).unwrap_or_default()
+    }
+
+    fn write(&self, out: &mut Vec<u8>, t: SystemTime) {
+        let secs = http::unix_secs(t);
+        let (memo_secs, mut text) = self.0.get();
+        if memo_secs != secs {
+            let s = http::http_date(t);
+            match <[u8; 29]>::try_from(s.as_bytes()) {
+                Ok(b) => text = b,
+                // Years past 9999 do not fit the fixed form: no memo for them.
+                Err(_) => return out.extend_from_slice(s.as_bytes()),
+            }
+            self.0.set((secs, text));
+        }
+        out.extend_from_slice(&text);
+    }
+}
+
+thread_local! {
+    static DATE_NOW: DateMemo = const { DateMemo::new() };
+    static LAST_MODIFIED: DateMemo = const { DateMemo::new() };
 }

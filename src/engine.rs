@@ -7,7 +7,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +20,7 @@ use crate::backend::{Driver, Link, RawCompletion, CQE_F_MORE};
 use crate::buf::{BufPool, BufRing, FixedBuf};
 use crate::capability::{Backend, Feature, Features, Report};
 use crate::fd::{FileTable, FixedFile};
-use crate::op::{BuildCtx, Multishot, Op, Syscall};
+use crate::op::{BuildCtx, Multishot, Op, Plan, Syscall};
 use crate::stats::{Stats, StatsCells};
 
 /// The user_data of requests the engine makes for itself (cancels, wait timeouts); their
@@ -610,6 +610,13 @@ impl Inner {
                 return;
             }
         }
+        if let Some(fd) = op.local_fd() {
+            if let Some(r) = self.try_local_call(op, fd) {
+                StatsCells::bump(&self.stats.inline_completions);
+                self.complete_now(key, r);
+                return;
+            }
+        }
         if self.lone_reads && self.ops.borrow().len() == 1 {
             if let Some(r) = self.try_lone_read(op) {
                 StatsCells::bump(&self.stats.inline_completions);
@@ -648,6 +655,20 @@ impl Inner {
             // An error leaves the entry in the SQ: the next turn submits it and reports.
             let _ = self.driver.borrow_mut().flush(&self.stats);
         }
+    }
+
+    /// A call that does not wait on a local filesystem (see `Op::local_fd`), run inline:
+    /// its result, or `None` when `fd` is not known to be on a local filesystem.
+    fn try_local_call<T: Op>(&self, op: &mut T, fd: RawFd) -> Option<i32> {
+        if !self.direct.borrow_mut().is_local(fd, &self.stats) {
+            return None;
+        }
+        StatsCells::bump(&self.stats.syscalls);
+        Some(match op.plan(&self.ctx()) {
+            Ok(Plan::Pool(sys)) => sys.run(false),
+            Ok(_) => return None,
+            Err(errno) => -errno,
+        })
     }
 
     /// A lone file read tried inline (see `lone_reads`): its result, or `None` when it would

@@ -482,6 +482,37 @@ both_backends! {
         close_fixed_and_check_empty(&engine, ff);
     }
 
+    /// `statx` of an open descriptor on a local filesystem never waits: it runs inline on
+    /// both backends (io_uring would hand every statx to a worker thread, the epoll backend
+    /// to its pool), with the same result.
+    fn statx_of_a_local_descriptor_completes_inline(b: Builder) {
+        let engine = b.build().unwrap();
+        let dir = TempDir::new("statx-inline");
+        let file = dir.rw_file("f", &pattern(777, 1));
+        let local = matches!(
+            std::process::Command::new("stat")
+                .args(["-f", "-c", "%T"])
+                .arg(&dir.0)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .as_deref(),
+            Ok("ext2/ext3" | "xfs" | "btrfs" | "tmpfs" | "overlayfs")
+        );
+        let before = engine.stats();
+        let st = run(&engine, Statx::fd(&file, libc::STATX_SIZE)).unwrap();
+        assert_eq!(st.stx_size, 777);
+        let d = engine.stats().since(&before);
+        if !local {
+            util::skip("the temporary directory is not on a filesystem known as local");
+            return;
+        }
+        assert_eq!(d.inline_completions, 1, "{d:?}");
+        assert_eq!(d.pool_jobs, 0, "{d:?}");
+        if engine.backend() == trueio::Backend::Uring {
+            assert_eq!(d.enters, 0, "{d:?}");
+        }
+    }
+
     fn statx_by_path_and_fd(b: Builder) {
         let engine = b.build().unwrap();
         let dir = TempDir::new("ops-statx");

@@ -275,7 +275,11 @@ impl DirectHints {
     const RECHECK: u16 = 1024;
     const DIRECT: u16 = 1 << 15;
     const REFUSED: u16 = 1 << 14;
-    const COUNT: u16 = Self::REFUSED - 1;
+    /// The filesystem was looked at (`fstatfs`) since the last recheck...
+    const FS_KNOWN: u16 = 1 << 13;
+    /// ...and it is a local one, where a `statx` of the descriptor never waits.
+    const LOCAL: u16 = 1 << 12;
+    const COUNT: u16 = Self::LOCAL - 1;
 
     /// Whether an inline `RWF_NOWAIT` attempt on `fd` is pointless: an `O_DIRECT` file, or
     /// one whose filesystem refused the flag lately (tmpfs before 6.x, for one).
@@ -333,10 +337,67 @@ impl DirectHints {
         direct
     }
 
+    /// Whether `fd` is on a local filesystem (see [`local_fs`]), asking the kernel once per
+    /// recheck period.
+    pub(crate) fn is_local(
+        &mut self,
+        fd: std::os::fd::RawFd,
+        stats: &crate::stats::StatsCells,
+    ) -> bool {
+        // Refreshes the entry (and its count) when due.
+        self.is_direct(fd, stats);
+        let Some(h) = usize::try_from(fd).ok().and_then(|i| self.by_fd.get_mut(i)) else {
+            return false;
+        };
+        if *h & Self::FS_KNOWN == 0 {
+            crate::stats::StatsCells::bump(&stats.syscalls);
+            *h |= Self::FS_KNOWN;
+            if local_fs(fd) {
+                *h |= Self::LOCAL;
+            }
+        }
+        *h & Self::LOCAL != 0
+    }
+
     /// Forgets `fd` (closed through the engine).
     pub(crate) fn forget(&mut self, fd: std::os::fd::RawFd) {
         if let Some(h) = usize::try_from(fd).ok().and_then(|i| self.by_fd.get_mut(i)) {
             *h = 0;
         }
     }
+}
+
+/// Whether `fd` lives on a filesystem whose attributes are in memory, so that `statx` of the
+/// descriptor answers without waiting: the usual local disk filesystems, tmpfs and the kernel's
+/// own. Network and FUSE filesystems, and any not listed, are not: their `getattr` may ask a
+/// server or a daemon.
+fn local_fs(fd: std::os::fd::RawFd) -> bool {
+    const LOCAL: &[i64] = &[
+        0xEF53,      // ext2/3/4
+        0x5846_5342, // xfs
+        0x9123_683E, // btrfs
+        0x0102_1994, // tmpfs
+        0x8584_58f6, // ramfs
+        0xF2F5_2010, // f2fs
+        0x2fc1_2fc1, // zfs
+        0xca45_1a4e, // bcachefs
+        0x794c_7630, // overlayfs
+        0xE0F5_E1E2, // erofs
+        0x7371_7368, // squashfs
+        0x4d44,      // vfat
+        0x2011_BAB0, // exfat
+        0x7366_746e, // ntfs3
+        0x9fa0,      // proc
+        0x6265_6572, // sysfs
+        0x5049_5045, // pipefs
+        0x534F_434B, // sockfs
+        0x0904_1934, // anon inodes
+    ];
+    // SAFETY: fstatfs writes one statfs into `st`, alive on this frame.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; a bad descriptor gives -1 (not local).
+    if unsafe { libc::fstatfs(fd, &mut st) } != 0 {
+        return false;
+    }
+    LOCAL.contains(&(st.f_type as i64))
 }

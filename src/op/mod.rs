@@ -84,6 +84,15 @@ pub trait Op: 'static + Sized {
     }
 
     #[doc(hidden)]
+    /// For a call that never waits when its descriptor is on a local filesystem (`statx` of
+    /// an open descriptor): that descriptor. The engine then runs the call inline, on both
+    /// backends, instead of sending it to io_uring's workers (which run every `statx`) or to
+    /// the blocking pool.
+    fn local_fd(&self) -> Option<RawFd> {
+        None
+    }
+
+    #[doc(hidden)]
     /// The shared descriptor a readiness wait would be on, if the operation holds one (see
     /// the epoll backend's registration renewal).
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {

@@ -84,6 +84,14 @@ impl Op for Statx {
         )
     }
 
+    fn local_fd(&self) -> Option<std::os::fd::RawFd> {
+        let empty = self.path.as_ref().is_some_and(|p| p.as_bytes().is_empty());
+        match self.dirfd() {
+            Ok(fd) if empty && self.flags & libc::AT_EMPTY_PATH != 0 && fd >= 0 => Some(fd),
+            _ => None,
+        }
+    }
+
     fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
         let path = self.path.as_ref().ok_or(libc::EINVAL)?;
         Ok(Plan::Pool(Syscall::Statx {

@@ -42,10 +42,15 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::Instant;
 
 use slab::Slab;
 
 use crate::{op, Builder, Engine, Ticket};
+
+mod timer;
+
+pub(crate) use timer::{TimerKey, Timers};
 
 /// The id the block_on future uses in the ready queue.
 const MAIN: usize = usize::MAX;
@@ -126,6 +131,8 @@ struct Scheduler {
     tasks: RefCell<Slab<Slot>>,
     ready: RefCell<VecDeque<usize>>,
     shared: Arc<Shared>,
+    /// `time::sleep`, `timeout` and `deadline` register here (see `timer.rs`).
+    timers: Rc<RefCell<Timers>>,
 }
 
 /// A thread's executor and its engine.
@@ -181,6 +188,7 @@ impl Runtime {
                 tasks: RefCell::new(Slab::new()),
                 ready: RefCell::new(VecDeque::new()),
                 shared,
+                timers: Rc::new(RefCell::new(Timers::default())),
             }),
             main_waker,
             entered: Cell::new(false),
@@ -224,13 +232,18 @@ impl Runtime {
                 }
                 polled += 1;
                 if polled % BUDGET == 0 {
-                    // Let completions in even while tasks keep each other busy.
+                    // Let completions and due timers in even while tasks keep each other busy.
                     if let Err(e) = sched.engine.poll() {
                         panic!("trueio runtime: the engine failed: {e}");
                     }
+                    sched.fire_timers();
                 }
             }
             if sched.take_remote() {
+                continue;
+            }
+            let (fired, next_timer) = sched.fire_timers();
+            if fired {
                 continue;
             }
             sched.arm_notify();
@@ -240,7 +253,9 @@ impl Runtime {
                 sched.shared.sleeping.store(false, Ordering::SeqCst);
                 continue;
             }
-            let r = sched.engine.turn(None);
+            let r = sched
+                .engine
+                .turn(next_timer.map(|d| d.saturating_duration_since(Instant::now())));
             sched.shared.sleeping.store(false, Ordering::SeqCst);
             if let Err(e) = r {
                 panic!("trueio runtime: the engine failed: {e}");
@@ -292,6 +307,24 @@ impl Scheduler {
         } else if let Some(slot) = tasks.get_mut(id) {
             slot.task = Some(task);
         }
+    }
+
+    /// Wakes the tasks whose timers are due; returns whether any were, and the next deadline.
+    fn fire_timers(&self) -> (bool, Option<Instant>) {
+        let mut wake = Vec::new();
+        let next = {
+            let mut timers = self.timers.borrow_mut();
+            if timers.is_empty() {
+                return (false, None);
+            }
+            timers.fire(Instant::now(), &mut wake)
+        };
+        let fired = !wake.is_empty();
+        // Outside the borrow: a wake may run code that registers or drops timers.
+        for w in wake {
+            w.wake();
+        }
+        (fired, next)
     }
 
     /// Moves remote wake-ups into the ready queue; true when there were any.
@@ -383,6 +416,17 @@ where
 /// Outside [`Runtime::block_on`].
 pub fn engine() -> Engine {
     try_engine().expect("trueio: no runtime on this thread (use Runtime::block_on)")
+}
+
+/// The timers of the current thread's runtime.
+///
+/// # Panics
+///
+/// Outside [`Runtime::block_on`].
+pub(crate) fn timers() -> Rc<RefCell<Timers>> {
+    CURRENT
+        .with(|c| c.borrow().as_ref().map(|s| s.timers.clone()))
+        .expect("trueio: timers need a runtime on this thread (use Runtime::block_on)")
 }
 
 /// The engine of the current thread's runtime, if any.

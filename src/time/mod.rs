@@ -1,4 +1,12 @@
-//! Timers on the engine: io_uring `TIMEOUT` requests, or the epoll backend's timer heap.
+//! Timers of the runtime: [`sleep`], [`sleep_until`], [`timeout`] and [`deadline`].
+//!
+//! They live in the thread's runtime, a heap of deadlines in user space, and the engine's wait
+//! takes the nearest one as its timeout (io_uring's `EXT_ARG` wait timeout, `epoll_wait`'s
+//! on the fallback), the same on both backends. A timer therefore costs no operation of its
+//! own, and a timeout that does not fire (an I/O that finished in time, the usual case)
+//! costs nothing in the kernel: an io_uring `TIMEOUT` per timer would cost a submission, a
+//! kernel timer, a cancel and two completions. Engine users without a runtime have
+//! [`op::Timeout`](crate::op::Timeout) and [`op::LinkTimeout`](crate::op::LinkTimeout).
 //!
 //! ```
 //! # fn main() -> std::io::Result<()> {
@@ -13,25 +21,86 @@
 //! # Ok(()) }
 //! ```
 
+use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::op::{self, Op};
-use crate::{rt, Ticket};
+use crate::op::Op;
+use crate::rt::{self, TimerKey, Timers};
+use crate::Ticket;
 
-/// Waits for `d` on the current runtime's engine.
+/// Waits for `d` on the current runtime.
 ///
 /// # Panics
 ///
-/// Outside a runtime.
+/// When polled outside a runtime ([`Runtime::block_on`](crate::rt::Runtime::block_on)).
 pub async fn sleep(d: Duration) {
-    // A timer completes with Ok on expiry; the only error is cancellation, which cannot
-    // happen while this future holds the ticket.
-    let _ = rt::engine().submit(op::Timeout::after(d)).await;
+    Sleep::until(Instant::now() + d).await
+}
+
+/// Waits until `deadline` on the current runtime (at once when it has passed).
+///
+/// # Panics
+///
+/// When polled outside a runtime.
+pub async fn sleep_until(deadline: Instant) {
+    Sleep::until(deadline).await
+}
+
+/// A deadline, registered with the runtime's timers the first time it is polled before it
+/// has passed, and removed from them when dropped.
+struct Sleep {
+    deadline: Instant,
+    registered: Option<(Rc<RefCell<Timers>>, TimerKey)>,
+}
+
+impl Sleep {
+    fn until(deadline: Instant) -> Sleep {
+        Sleep {
+            deadline,
+            registered: None,
+        }
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some((timers, key)) = &self.registered {
+            return if timers.borrow_mut().poll(*key, cx.waker()) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            };
+        }
+        if Instant::now() >= self.deadline {
+            return Poll::Ready(());
+        }
+        let timers = rt::timers();
+        let key = timers
+            .borrow_mut()
+            .insert(self.deadline, cx.waker().clone());
+        self.registered = Some((timers, key));
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some((timers, key)) = self.registered.take() {
+            // A timer dropped while the runtime wakes others cannot be borrowed: it is then
+            // left to fire into a waker nobody polls, which is harmless.
+            if let Ok(mut t) = timers.try_borrow_mut() {
+                t.remove(key);
+            }
+        }
+    }
 }
 
 /// The error of a [`timeout`] whose deadline passed.
@@ -56,32 +125,20 @@ impl From<Elapsed> for io::Error {
 /// operations are cancelled; their buffers stay with the engine until the kernel is done) and
 /// `Err(Elapsed)` comes back. To get an operation's buffer back after a deadline, use
 /// [`deadline`] on its ticket instead.
+///
+/// # Panics
+///
+/// When polled outside a runtime, unless `fut` is ready at its first poll.
 pub async fn timeout<F: Future>(d: Duration, fut: F) -> Result<F::Output, Elapsed> {
-    let timer = rt::engine().submit(op::Timeout::after(d));
-    Timeout {
-        fut: Box::pin(fut),
-        timer,
-    }
-    .await
-}
-
-struct Timeout<F: Future> {
-    fut: Pin<Box<F>>,
-    timer: Ticket<op::Timeout>,
-}
-
-impl<F: Future> Future for Timeout<F> {
-    type Output = Result<F::Output, Elapsed>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Poll::Ready(v) = self.fut.as_mut().poll(cx) {
+    let mut timer = Sleep::until(Instant::now() + d);
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
             return Poll::Ready(Ok(v));
         }
-        match Pin::new(&mut self.timer).poll(cx) {
-            Poll::Ready(_) => Poll::Ready(Err(Elapsed(()))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
+        Pin::new(&mut timer).poll(cx).map(|()| Err(Elapsed(())))
+    })
+    .await
 }
 
 /// What [`deadline`] gives back: the operation's own output either way.
@@ -111,21 +168,24 @@ impl<T> Deadline<T> {
 
 /// Waits for `ticket` for at most `d`; past the deadline, cancels it and waits for its final
 /// completion, so the caller gets the operation's resources back (deterministic cancel).
+///
+/// # Panics
+///
+/// When polled outside a runtime.
 pub async fn deadline<T: Op>(d: Duration, mut ticket: Ticket<T>) -> Deadline<T::Output> {
-    let engine = rt::engine();
-    let mut timer = engine.submit(op::Timeout::after(d));
+    let mut timer = Sleep::until(Instant::now() + d);
     let fired = std::future::poll_fn(|cx| {
         if ticket.poll_done(cx).is_ready() {
             return Poll::Ready(false);
         }
-        Pin::new(&mut timer).poll(cx).map(|_| true)
+        Pin::new(&mut timer).poll(cx).map(|()| true)
     })
     .await;
+    drop(timer);
     if fired {
         ticket.cancel();
         Deadline::Elapsed(ticket.await)
     } else {
-        drop(timer); // cancels it
         Deadline::Done(ticket.await)
     }
 }
