@@ -619,7 +619,6 @@ impl Conn<'_> {
             self.chunk = Some(chunk);
             return self.send_out().await;
         }
-        self.send_out().await?;
         let mut pos = start;
         let end = start + count;
         if self
@@ -629,7 +628,17 @@ impl Conn<'_> {
             .is_some_and(|m| count >= m)
         {
             // Page cache to socket without a copy through user space; each piece must leave
-            // within the send timeout.
+            // within the send timeout. The headers go with the first piece's segments.
+            let out = std::mem::take(&mut self.out);
+            let n = (end - pos).min(SENDFILE_PIECE);
+            let (sent, mut out) = time::timeout(
+                self.shared.timeouts.send,
+                self.stream.send_file_with_head(out, file, pos, n),
+            )
+            .await?;
+            out.clear();
+            self.out = out;
+            pos += sent?;
             while pos < end {
                 let n = (end - pos).min(SENDFILE_PIECE);
                 let sent = time::timeout(
@@ -641,6 +650,7 @@ impl Conn<'_> {
             }
             return Ok(());
         }
+        self.send_out().await?;
         let mut chunk = self.take_chunk();
         while pos < end {
             let want = (end - pos).min(CHUNK as u64);
