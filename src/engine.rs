@@ -410,7 +410,7 @@ impl Engine {
             return Err(crate::fork::inherited());
         }
         let r = self.inner.driver.borrow_mut().flush(&self.inner.stats);
-        self.inner.dispatch();
+        self.inner.dispatch_now();
         r
     }
 
@@ -638,7 +638,7 @@ impl Inner {
             Err(errno) => self.complete_now(key, -errno),
         }
         if self.driver.borrow().has_completions() {
-            self.dispatch();
+            self.dispatch_now();
         }
     }
 
@@ -766,6 +766,14 @@ impl Inner {
         r.map(|_| n + inline)
     }
 
+    /// Dispatches completions reaped outside a turn (a flush at submission, a cancel) and
+    /// counts them as the next turn's, as inline completions are: that turn must not sleep
+    /// waiting for completions that have already arrived.
+    fn dispatch_now(&self) {
+        let n = self.dispatch();
+        self.completed_inline.set(self.completed_inline.get() + n);
+    }
+
     /// Moves reaped completions into the table, wakes waiters, finishes ignored operations.
     /// Returns how many final completions were dispatched.
     pub(crate) fn dispatch(&self) -> usize {
@@ -870,7 +878,7 @@ impl Inner {
         }
         StatsCells::bump(&self.stats.cancelled);
         self.driver.borrow_mut().cancel(ud, &self.stats);
-        self.dispatch();
+        self.dispatch_now();
     }
 }
 
@@ -1175,7 +1183,7 @@ impl<'a> Chain<'a> {
         }
         self.items.clear();
         *inner.chain_buf.borrow_mut() = std::mem::take(&mut self.items);
-        inner.dispatch();
+        inner.dispatch_now();
     }
 }
 

@@ -80,6 +80,19 @@ both_backends! {
         let (n, buf) = util::wait(&engine, t);
         assert_eq!(n.unwrap(), 4096);
         assert_eq!(&buf[..], &data[4096..]);
+
+        // A read at the end of the file completes during that very submission; the next
+        // turn must not then sleep waiting for a completion that has already arrived (it
+        // did: copy_file of a 4096-byte file with O_DIRECT hung in io_cqring_wait).
+        let _watchdog = util::Watchdog::arm("a turn after a completed submission", Duration::from_secs(20));
+        let mut t = engine.submit(op::Read::at(
+            &file,
+            trueio::buf::AlignedBuf::with_capacity(4096),
+            8192,
+        ));
+        engine.turn(None).unwrap();
+        let (n, _) = t.try_take().expect("the read at the end of the file is done");
+        assert_eq!(n.unwrap(), 0);
     }
 
     /// The epoll backend kept a descriptor number registered after the file was closed
