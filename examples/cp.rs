@@ -186,11 +186,12 @@ impl Copier {
                 }
                 if self.verbose {
                     println!(
-                        "{} -> {}: {} bytes ({} holes) in {:.3} s{}{}",
+                        "{} -> {}: {} bytes ({} holes, {} copied in the kernel) in {:.3} s{}{}",
                         src.display(),
                         dst.display(),
                         r.bytes,
                         r.holes,
+                        r.in_kernel,
                         r.elapsed.as_secs_f64(),
                         if r.direct { ", O_DIRECT" } else { "" },
                         if r.fixed_buffers {

@@ -63,6 +63,17 @@ fn direct_supported(dir: &Path) -> bool {
 }
 
 /// The `n`-th test file: a pattern with no long zero runs (so nothing is mistaken for holes).
+/// Whether this kernel has `cachestat` (6.5), which the in-kernel copy needs.
+fn cachestat_works(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).unwrap();
+    let range = [0u64, 1];
+    let mut st = [0u64; 5];
+    // SAFETY: cachestat reads one range and writes one struct of 5 u64, both on this frame.
+    let r = unsafe { libc::syscall(451, f.as_raw_fd(), range.as_ptr(), st.as_mut_ptr(), 0u32) };
+    r == 0
+}
+
 fn data(len: usize, seed: u8) -> Vec<u8> {
     util::pattern(len, seed.wrapping_add(1))
         .iter()
@@ -72,22 +83,30 @@ fn data(len: usize, seed: u8) -> Vec<u8> {
 }
 
 both_backends! {
+    /// Through the engine's pipeline (in_kernel off), and with the source's cached ranges
+    /// copied inside the kernel (the default): the same bytes either way.
     fn copy_file_is_byte_exact_for_edge_sizes(b: Builder) {
         let dir = TempDir::new("copy-sizes");
         // A small block size and queue, so that the multi-MiB file spans many linked pairs.
-        let opts = CopyOptions::new().queue_depth(4).block_size(64 * 1024);
-        let engine = engine(b, &opts);
+        let pipeline = CopyOptions::new().queue_depth(4).block_size(64 * 1024).in_kernel(false);
+        let engine = engine(b, &pipeline);
+        let in_kernel = pipeline.clone().in_kernel(true);
         for (i, &len) in SIZES.iter().enumerate() {
+          for opts in [&pipeline, &in_kernel] {
             let src = dir.path(&format!("src-{len}"));
             std::fs::write(&src, data(len, i as u8)).unwrap();
             let dst = dir.path(&format!("dst-{len}"));
-            let report = copy_file_with(&engine, &src, &dst, &opts).unwrap();
+            let report = copy_file_with(&engine, &src, &dst, opts).unwrap();
             assert_eq!(report.bytes, len as u64, "bytes reported for {len}");
             assert_eq!(report.len, len as u64, "length reported for {len}");
+            // The source was just written: every byte is cached.
+            let expect_in_kernel = if opts.get_in_kernel() && cachestat_works(&src) { len as u64 } else { 0 };
+            assert_eq!(report.in_kernel, expect_in_kernel, "bytes copied in the kernel for {len}");
             let reference = dir.path(&format!("ref-{len}"));
             coreutils_cp(&[&src, &reference]);
             assert_eq!(read(&dst), read(&src), "copy of {len} bytes differs from the source");
             assert_eq!(read(&dst), read(&reference), "copy of {len} bytes differs from coreutils cp's");
+          }
         }
         util::assert_settled(&engine);
     }

@@ -73,6 +73,7 @@ pub struct CopyOptions {
     link: bool,
     fixed_files: bool,
     preserve: bool,
+    in_kernel: bool,
     backend: Option<BackendChoice>,
     progress: Option<Rc<dyn Fn(Progress)>>,
 }
@@ -88,6 +89,7 @@ impl fmt::Debug for CopyOptions {
             .field("link", &self.link)
             .field("fixed_files", &self.fixed_files)
             .field("preserve", &self.preserve)
+            .field("in_kernel", &self.in_kernel)
             .field("backend", &self.backend)
             .finish()
     }
@@ -118,6 +120,7 @@ impl CopyOptions {
             link: true,
             fixed_files: true,
             preserve: false,
+            in_kernel: true,
             backend: None,
             progress: None,
         }
@@ -176,6 +179,18 @@ impl CopyOptions {
         self
     }
 
+    /// Copies ranges of the source already in the page cache inside the kernel
+    /// (`copy_file_range`, one call per 8 MiB, no copy through user space), and the rest
+    /// through the engine's pipeline (default; buffered copies only). `cachestat` (6.5) tells
+    /// which ranges are cached: without it, or where the kernel cannot copy between the two
+    /// files (`EXDEV`, `EOPNOTSUPP`...), everything goes through the pipeline. The calls run
+    /// on the calling thread, as the rest of `copy_file` does; a cached range never waits
+    /// for a disk read.
+    pub fn in_kernel(mut self, yes: bool) -> Self {
+        self.in_kernel = yes;
+        self
+    }
+
     /// The backend of the engine [`copy_file`] builds (default: `TRUEIO_BACKEND`, else auto).
     pub fn backend(mut self, choice: BackendChoice) -> Self {
         self.backend = Some(choice);
@@ -186,6 +201,11 @@ impl CopyOptions {
     pub fn progress(mut self, f: impl Fn(Progress) + 'static) -> Self {
         self.progress = Some(Rc::new(f));
         self
+    }
+
+    /// Whether cached ranges are copied inside the kernel.
+    pub fn get_in_kernel(&self) -> bool {
+        self.in_kernel
     }
 
     /// The queue depth.
@@ -234,6 +254,9 @@ pub struct CopyReport {
     pub fixed_files: bool,
     /// Reads and writes submitted.
     pub ops: u64,
+    /// Bytes copied inside the kernel (`copy_file_range`) because they were in the page
+    /// cache (see [`CopyOptions::in_kernel`]).
+    pub in_kernel: u64,
     /// Reads or writes that transferred less than asked (each was resumed).
     pub short: u64,
     /// Wall time.
@@ -519,6 +542,8 @@ struct Copy<'a> {
     progress: Option<Rc<dyn Fn(Progress)>>,
     total: u64,
     report: CopyReport,
+    /// Cached ranges go through `copy_file_range` (until the kernel refuses it).
+    in_kernel: bool,
 }
 
 impl<'a> Copy<'a> {
@@ -614,6 +639,7 @@ impl<'a> Copy<'a> {
             progress: opts.progress.clone(),
             total: 0,
             report,
+            in_kernel: opts.in_kernel && align.is_none() && positional,
         }
     }
 
@@ -657,6 +683,9 @@ impl<'a> Copy<'a> {
 
     fn run(&mut self, opts: &CopyOptions) -> io::Result<()> {
         self.plan(opts.sparse)?;
+        if self.in_kernel {
+            self.copy_cached_in_kernel()?;
+        }
         loop {
             for i in 0..self.slots.len() {
                 if matches!(self.slots[i].stage, Stage::Idle) {
@@ -677,6 +706,122 @@ impl<'a> Copy<'a> {
                 self.advance(i)?;
             }
         }
+    }
+
+    /// Takes the planned jobs whose source range is in the page cache off the queue and
+    /// copies them with `copy_file_range`, 8 MiB per call (merging adjacent blocks); the
+    /// rest stay queued for the pipeline. A refusal of the call (`EXDEV`, `EINVAL`,
+    /// `EOPNOTSUPP`, `ENOSYS`) leaves everything to the pipeline; any other error fails the
+    /// copy, naming the offset.
+    fn copy_cached_in_kernel(&mut self) -> io::Result<()> {
+        const CHUNK: u64 = 8 << 20;
+        let jobs = std::mem::take(&mut self.queue);
+        let mut rest = VecDeque::with_capacity(jobs.len());
+        let mut jobs = jobs.into_iter().peekable();
+        while let Some(first) = jobs.next() {
+            if !self.in_kernel {
+                rest.push_back(first);
+                continue;
+            }
+            // Adjacent blocks up to CHUNK make one range.
+            let mut run = vec![first];
+            let mut end = first.off + first.len as u64;
+            while let Some(next) = jobs.peek() {
+                if next.off != end || end - first.off + next.len as u64 > CHUNK {
+                    break;
+                }
+                end += next.len as u64;
+                run.push(*next);
+                jobs.next();
+            }
+            let (off, len) = (first.off, end - first.off);
+            if !crate::net::page_cached(self.src.fd.as_raw_fd(), off, len) {
+                rest.extend(run);
+                continue;
+            }
+            match self.copy_range(off, len) {
+                Ok(done) if done == len => {}
+                // The source ended early: the pipeline finds out where.
+                Ok(done) => {
+                    rest.extend(
+                        run.into_iter()
+                            .filter(|j| j.off + j.len as u64 > off + done),
+                    );
+                }
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EXDEV | libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS)
+                    ) =>
+                {
+                    self.in_kernel = false;
+                    rest.extend(run);
+                }
+                Err(e) => {
+                    return Err(with_context(
+                        e,
+                        "copying",
+                        self.src_path,
+                        format!(" to {} at offset {off}", self.dst_path.display()),
+                    ))
+                }
+            }
+        }
+        // A partly copied range left its later blocks: they start past what was copied.
+        self.queue = rest;
+        Ok(())
+    }
+
+    /// `copy_file_range` of `len` bytes at `off` (same offset in both files): the bytes
+    /// copied, fewer when the source ended first. Progress is reported per call.
+    fn copy_range(&mut self, off: u64, len: u64) -> io::Result<u64> {
+        let mut done = 0u64;
+        while done < len {
+            let mut src_off = (off + done) as libc::loff_t;
+            let mut dst_off = src_off;
+            // SAFETY: both offsets live on this frame; the descriptors are open for the call.
+            let r = unsafe {
+                libc::copy_file_range(
+                    self.src.fd.as_raw_fd(),
+                    &mut src_off,
+                    self.dst.fd.as_raw_fd(),
+                    &mut dst_off,
+                    (len - done) as usize,
+                    0,
+                )
+            };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                if done > 0
+                    && matches!(
+                        e.raw_os_error(),
+                        Some(libc::EXDEV | libc::EINVAL | libc::EOPNOTSUPP)
+                    )
+                {
+                    // Refused part-way (it should not be): the pipeline does the rest.
+                    self.in_kernel = false;
+                    break;
+                }
+                return Err(e);
+            }
+            if r == 0 {
+                break;
+            }
+            done += r as u64;
+            self.report.bytes += r as u64;
+            self.report.in_kernel += r as u64;
+            self.end = self.end.max(off + done);
+            if let Some(p) = &self.progress {
+                p(Progress {
+                    copied: self.report.bytes,
+                    total: self.total.max(self.report.bytes),
+                });
+            }
+        }
+        Ok(done)
     }
 
     fn next_job(&mut self) -> Option<Job> {

@@ -46,7 +46,7 @@ const COPY_CHUNK: usize = 256 * 1024;
 
 /// Whether `len` bytes of `fd` from `pos` are all in the page cache (`cachestat`, 6.5). Kernels
 /// without it answer "not known": the caller reads through the engine.
-fn page_cached(fd: RawFd, pos: u64, len: u64) -> bool {
+pub(crate) fn page_cached(fd: RawFd, pos: u64, len: u64) -> bool {
     use std::sync::atomic::{AtomicBool, Ordering};
     static MISSING: AtomicBool = AtomicBool::new(false);
     if MISSING.load(Ordering::Relaxed) {
