@@ -44,12 +44,8 @@ both_backends! {
         let (n, buf) = util::wait(&engine, t);
         assert_eq!(n.unwrap(), 10);
         assert_eq!(&buf[..10], b"and cached");
-        let st = engine.stats().since(&before);
         if nowait {
-            assert_eq!(st.inline_completions, 1, "{st:?}");
-            if engine.backend() == trueio::Backend::Uring {
-                assert_eq!(st.enters, 0, "a lone cached read entered the ring: {st:?}");
-            }
+            assert_ran_inline(&engine, &before);
         }
         // Not alone: an idle pipe read is in flight; the read goes to the ring on io_uring.
         let (r, _w) = util::pipe(true);
@@ -84,12 +80,8 @@ both_backends! {
         let (n, buf) = run(&engine, Read::at(&ff, vec![0u8; 64], 11));
         assert_eq!(n.unwrap(), 10);
         assert_eq!(&buf[..10], b"and cached");
-        let st = engine.stats().since(&before);
         if nowait {
-            assert_eq!(st.inline_completions, 1, "{st:?}");
-            if engine.backend() == trueio::Backend::Uring {
-                assert_eq!(st.enters, 0, "a lone cached read entered the ring: {st:?}");
-            }
+            assert_ran_inline(&engine, &before);
         }
         close_fixed_and_check_empty(&engine, ff);
     }
@@ -700,6 +692,16 @@ impl PtrAddr for trueio::buf::FixedBuf {
 
 /// Whether `preadv2(RWF_NOWAIT)` works on files of `dir`'s filesystem (it says so once when
 /// not).
+/// Exactly one operation since `before`, and it completed inline (on io_uring: without
+/// entering the ring).
+fn assert_ran_inline(engine: &Engine, before: &trueio::Stats) {
+    let st = engine.stats().since(before);
+    assert_eq!(st.inline_completions, 1, "{st:?}");
+    if engine.backend() == trueio::Backend::Uring {
+        assert_eq!(st.enters, 0, "a lone cached read entered the ring: {st:?}");
+    }
+}
+
 /// Whether the pipe behind read end `r` has lost its last write end (POLLHUP within 1 s).
 fn hung_up(r: &impl std::os::fd::AsRawFd) -> bool {
     let mut p = libc::pollfd {

@@ -8,23 +8,31 @@ use std::time::Duration;
 
 use trueio::op;
 
+/// A file holding `data`, opened for reading with `O_DIRECT`; `None` (said why) where the
+/// temporary directory's filesystem refuses the flag.
+fn direct_file(dir: &util::TempDir, data: &[u8]) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    dir.rw_file("f", data).sync_all().unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(dir.path("f"));
+    if file.is_err() {
+        util::skip("O_DIRECT is not supported on the temporary directory's filesystem");
+    }
+    file.ok()
+}
+
 both_backends! {
     /// The epoll backend tried every file read inline with RWF_NOWAIT; on an O_DIRECT file
     /// that call does not fail fast but waits for the device, so the event loop stalled on
     /// each read and a queue depth of 32 ran like 1 (iobench: 22k vs 61k IOPS). O_DIRECT
     /// reads must go to the pool, and still return the right bytes.
     fn o_direct_reads_do_not_run_inline_on_the_event_loop(b: Builder) {
-        use std::os::unix::fs::OpenOptionsExt;
         let engine = b.build().unwrap();
         let dir = util::TempDir::new("direct-pool");
         let data = util::pattern(64 * 1024, 5);
-        dir.rw_file("f", &data).sync_all().unwrap();
-        let Ok(file) = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(dir.path("f"))
-        else {
-            util::skip("O_DIRECT is not supported on the temporary directory's filesystem");
+        let Some(file) = direct_file(&dir, &data) else {
             return;
         };
         let before = engine.stats();
@@ -52,17 +60,10 @@ both_backends! {
     /// O_DIRECT QD32: 73k IOPS batched, 86-89k submitted at once, fio's own figure). On
     /// epoll it goes to the pool at submission.
     fn an_o_direct_read_reaches_the_kernel_at_submission(b: Builder) {
-        use std::os::unix::fs::OpenOptionsExt;
         let engine = b.build().unwrap();
         let dir = util::TempDir::new("direct-eager");
         let data = util::pattern(8192, 9);
-        dir.rw_file("f", &data).sync_all().unwrap();
-        let Ok(file) = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(dir.path("f"))
-        else {
-            util::skip("O_DIRECT is not supported on the temporary directory's filesystem");
+        let Some(file) = direct_file(&dir, &data) else {
             return;
         };
         let before = engine.stats();
@@ -93,6 +94,38 @@ both_backends! {
         engine.turn(None).unwrap();
         let (n, _) = t.try_take().expect("the read at the end of the file is done");
         assert_eq!(n.unwrap(), 0);
+    }
+
+    /// The epoll backend asked `fstat` for the file type of every receive that would block
+    /// (to choose between the pool and a readiness wait), although the socket was already
+    /// watched for the same live descriptor: a fourth system call per echo message (tokio
+    /// makes under three). A receive that waits on a watched socket now costs the attempt,
+    /// the wait and the call: three.
+    fn a_receive_on_a_watched_socket_needs_no_file_type_check(b: Builder) {
+        use std::io::Write as _;
+        let engine = b.build().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let ours = std::rc::Rc::new(std::os::fd::OwnedFd::from(ours));
+        let mut per_cycle = Vec::new();
+        for i in 0..10u8 {
+            let before = engine.stats();
+            let t = engine.submit(op::Recv::new(ours.clone(), vec![0u8; 16]));
+            peer.write_all(&[i; 4]).unwrap();
+            let (n, buf) = util::wait(&engine, t);
+            assert_eq!(n.unwrap(), 4);
+            assert_eq!(&buf[..4], &[i; 4]);
+            per_cycle.push(engine.stats().since(&before).syscalls);
+        }
+        if engine.backend() == trueio::Backend::Epoll {
+            // The first cycle registers the socket with epoll; every later one is the same.
+            assert!(
+                per_cycle[1..].iter().all(|&n| n <= 3),
+                "system calls per receive: {per_cycle:?}"
+            );
+        }
     }
 
     /// The epoll backend kept a descriptor number registered after the file was closed

@@ -522,6 +522,28 @@ impl Driver {
     /// Whether `fd` is a regular file or block device (always "ready" to epoll, so EAGAIN
     /// means the pool), found once per operation.
     fn is_file(&mut self, ud: u64, fd: RawFd, stats: &StatsCells) -> bool {
+        let Some(p) = self.ops.get(&ud) else {
+            return false;
+        };
+        if p.file.is_none() {
+            // A number epoll already watches for the very shared descriptor this operation
+            // holds (still alive, so the number cannot have changed files) is pollable: not a
+            // regular file. No fstat then: a socket's receive that would block costs one
+            // system call less per message.
+            let watched = match (&p.owner, self.fds.get(&fd)) {
+                (Some(mine), Some(w)) => w
+                    .owner
+                    .as_ref()
+                    .is_some_and(|o| o.strong_count() > 0 && Weak::ptr_eq(o, mine)),
+                _ => false,
+            };
+            if watched {
+                if let Some(p) = self.ops.get_mut(&ud) {
+                    p.file = Some(false);
+                }
+                return false;
+            }
+        }
         let Some(p) = self.ops.get_mut(&ud) else {
             return false;
         };
