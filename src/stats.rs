@@ -27,6 +27,9 @@ pub struct Stats {
     /// (setup and fixed-file registration are not counted). Divide by `completed` for
     /// syscalls per operation.
     pub syscalls: u64,
+    /// io_uring without `IORING_FEAT_EXT_ARG` (before 5.11): internal `TIMEOUT` requests
+    /// submitted to bound timed waits (at most one pending at a time in steady state).
+    pub wait_timeouts: u64,
 }
 
 impl Stats {
@@ -42,6 +45,7 @@ impl Stats {
             pool_jobs: self.pool_jobs - earlier.pool_jobs,
             inline_completions: self.inline_completions - earlier.inline_completions,
             syscalls: self.syscalls - earlier.syscalls,
+            wait_timeouts: self.wait_timeouts - earlier.wait_timeouts,
         }
     }
 
@@ -66,6 +70,7 @@ pub(crate) struct StatsCells {
     pub(crate) pool_jobs: Cell<u64>,
     pub(crate) inline_completions: Cell<u64>,
     pub(crate) syscalls: Cell<u64>,
+    pub(crate) wait_timeouts: Cell<u64>,
 }
 
 impl StatsCells {
@@ -84,6 +89,7 @@ impl StatsCells {
             pool_jobs: self.pool_jobs.get(),
             inline_completions: self.inline_completions.get(),
             syscalls: self.syscalls.get(),
+            wait_timeouts: self.wait_timeouts.get(),
         }
     }
 }

@@ -146,6 +146,32 @@ both_backends! {
         });
     }
 
+    /// A runtime with a far timer waits with a timeout on every turn. Where io_uring has no
+    /// timed wait (`EXT_ARG`, 5.11; the `uring_no_ext_arg` variant), each such wait used to
+    /// leave one internal `TIMEOUT` in the kernel until it expired: thousands for a server
+    /// with idle timeouts. Now one stays pending, and later waits reuse it.
+    fn timed_waits_do_not_pile_up_kernel_timeouts(b: Builder) {
+        let rt = runtime(b);
+        let (rx, tx) = util::pipe(true);
+        rt.block_on(async {
+            let engine = rt::engine();
+            let far = rt::spawn(time::sleep(Duration::from_secs(30)));
+            rt::yield_now().await; // let it register its timer
+            let before = engine.stats();
+            for i in 0..200u8 {
+                // Each read waits in the engine (a timed wait: the 30 s timer is pending)
+                // until the write lands.
+                let read = engine.submit(op::Read::stream(rx.as_raw_fd(), vec![0u8; 1]));
+                std::fs::File::from(tx.try_clone().unwrap()).write_all(&[i]).unwrap();
+                let (n, _) = read.await;
+                assert_eq!(n.unwrap(), 1);
+            }
+            let st = engine.stats().since(&before);
+            assert!(st.wait_timeouts <= 2, "internal timeouts pushed: {st:?}");
+            drop(far);
+        });
+    }
+
     /// A dropped timer does not fire into anything, and one due while tasks stay busy still
     /// fires (the runtime checks the timers between batches of tasks, not only when idle).
     fn a_timer_fires_while_other_tasks_stay_busy(b: Builder) {

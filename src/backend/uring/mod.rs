@@ -22,6 +22,10 @@ mod submit;
 
 use submit::{enter, ENTER_GETEVENTS, ENTER_SQ_WAKEUP};
 
+/// The user_data of internal wait timeouts: internal (the engine skips it), and told apart
+/// from internal cancels by its high half.
+const WAIT_TIMEOUT: u64 = INTERNAL | 1 << 32;
+
 /// How long a wait on an SQPOLL ring watches the CQ before it sleeps in the kernel.
 const SQPOLL_SPIN: Duration = Duration::from_micros(50);
 
@@ -40,6 +44,10 @@ pub(crate) struct Driver {
     /// The timespec of internal wait timeouts on kernels without EXT_ARG. The kernel copies it
     /// when the TIMEOUT request is prepared, at submission.
     wait_ts: Box<io_uring::types::Timespec>,
+    /// The earliest deadline of an internal wait timeout still in the kernel: a later timed
+    /// wait needs no timeout of its own (the runtime waits with a timeout on every turn once
+    /// it has timers; one `TIMEOUT` each would pile up in the kernel until they expired).
+    wait_pending: Option<Instant>,
     /// Cancels that found the SQ full and the ring refusing a flush; retried on every wait.
     deferred_cancels: Vec<u64>,
     /// Provided-buffer rings registered with this ring: kept mapped as long as the ring.
@@ -248,6 +256,12 @@ impl Driver {
             {
                 let mut cq = self.ring.completion();
                 for cqe in &mut cq {
+                    if cqe.user_data() == WAIT_TIMEOUT {
+                        // Expired (or cancelled): the next timed wait pushes a new one. With
+                        // several pending (each earlier than the last), forgetting them all
+                        // costs at most one timeout too many.
+                        self.wait_pending = None;
+                    }
                     self.cqes.push((cqe.user_data(), cqe.result(), cqe.flags()));
                     n += 1;
                 }
@@ -348,12 +362,25 @@ impl Driver {
 
     /// Bounds a wait on kernels without EXT_ARG with an internal TIMEOUT request.
     fn push_wait_timeout(&mut self, after: Duration, stats: &StatsCells) {
+        let deadline = Instant::now() + after;
+        // A pending one due no later than a millisecond after this deadline serves: the
+        // same deadline asked again comes back a few nanoseconds off, and a timed wait may
+        // end up to a millisecond late (only on kernels without EXT_ARG). One due earlier
+        // ends the wait early, and the caller loops.
+        if self
+            .wait_pending
+            .is_some_and(|p| p <= deadline + Duration::from_millis(1))
+        {
+            return;
+        }
+        self.wait_pending = Some(self.wait_pending.map_or(deadline, |p| p.min(deadline)));
+        StatsCells::bump(&stats.wait_timeouts);
         *self.wait_ts = io_uring::types::Timespec::new()
             .sec(after.as_secs())
             .nsec(after.subsec_nanos());
         let e = opcode::Timeout::new(&*self.wait_ts)
             .build()
-            .user_data(INTERNAL);
+            .user_data(WAIT_TIMEOUT);
         let _ = self.push_entry(&e, stats);
     }
 

@@ -457,6 +457,7 @@ impl Driver {
             fail_next: None,
             cqes: Vec::with_capacity(cq as usize),
             wait_ts: Box::new(io_uring::types::Timespec::new()),
+            wait_pending: None,
             deferred_cancels: Vec::new(),
             buf_rings: Vec::new(),
             bufs: bufs.cloned(),
