@@ -673,7 +673,7 @@ impl Inner {
 
     /// A lone file read tried inline (see `lone_reads`): its result, or `None` when it would
     /// block (not cached), cannot be tried (not a positional read, an `O_DIRECT` file, a
-    /// native fixed file) or the file refuses `RWF_NOWAIT`.
+    /// fixed slot filled by a direct open, with no descriptor) or the file refuses `RWF_NOWAIT`.
     #[inline]
     fn try_lone_read<T: Op>(&self, op: &mut T) -> Option<i32> {
         let sys = op.lone_read(&self.ctx())?;
