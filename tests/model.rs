@@ -626,6 +626,9 @@ impl World {
         let engine = self.engine().clone();
         let tracker = self.tracker.clone();
         let mut tag = 0;
+        // Before the submission: a timeout counts from there (taken after it, the time the
+        // submission took made a timeout look early under qemu's TCG).
+        let submitted = Instant::now();
         let (ticket, buf) = match spec {
             OpSpec::Nop => (AnyTicket::Nop(engine.submit(Nop::new())), None),
             OpSpec::Timeout { ms } => {
@@ -697,7 +700,7 @@ impl World {
             buf,
             tag,
             cancel_asked: false,
-            submitted: Instant::now(),
+            submitted,
         });
     }
 
