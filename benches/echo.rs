@@ -12,6 +12,10 @@
 //! the figure that shows each engine's cost.
 
 use std::net::SocketAddr;
+
+#[path = "common/echo_conn.rs"]
+mod echo_conn;
+use echo_conn::{echo_multishot, echo_plain};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -52,44 +56,6 @@ fn serve_trueio(backend: trueio::BackendChoice, addr: SocketAddr) {
             }));
         }
     });
-}
-
-async fn echo_multishot(s: &trueio::net::TcpStream, ring: &trueio::buf::BufRing) {
-    loop {
-        let mut sub = s.read_multi(ring);
-        while let Some(item) = sub.next().await {
-            match item {
-                Ok(buf) if buf.is_empty() => return,
-                Ok(buf) => {
-                    if s.write_all(buf).await.0.is_err() {
-                        return;
-                    }
-                }
-                // Out of buffers: they come back as sends finish; receive again.
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
-                // No multishot receive (before 6.0): a buffer per receive instead.
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return echo_plain(s).await,
-                Err(_) => return,
-            }
-        }
-    }
-}
-
-async fn echo_plain(s: &trueio::net::TcpStream) {
-    use trueio::buf::IoBuf;
-    let mut buf = vec![0u8; 8192];
-    loop {
-        let (r, b) = s.read(buf).await;
-        let n = match r {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        let (r, b) = s.write_all(b.slice(..n)).await;
-        if r.is_err() {
-            return;
-        }
-        buf = b.into_inner();
-    }
 }
 
 fn serve_tokio(addr: SocketAddr) {

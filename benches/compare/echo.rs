@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use crate::echo_conn::{echo_multishot, echo_plain};
 use crate::local::Pass;
 use crate::measure::{self, Histogram, Sample, SyscallCounter};
 
@@ -235,44 +236,6 @@ fn serve_trueio(backend: trueio::BackendChoice, multishot: bool, addr: SocketAdd
             }));
         }
     });
-}
-
-async fn echo_multishot(s: &trueio::net::TcpStream, ring: &trueio::buf::BufRing) {
-    loop {
-        let mut sub = s.read_multi(ring);
-        while let Some(item) = sub.next().await {
-            match item {
-                Ok(buf) if buf.is_empty() => return,
-                Ok(buf) => {
-                    if s.write_all(buf).await.0.is_err() {
-                        return;
-                    }
-                }
-                // Out of buffers: they come back as sends finish; receive again.
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
-                // No multishot receive (before 6.0): a buffer per receive instead.
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return echo_plain(s).await,
-                Err(_) => return,
-            }
-        }
-    }
-}
-
-async fn echo_plain(s: &trueio::net::TcpStream) {
-    use trueio::buf::IoBuf;
-    let mut buf = vec![0u8; 8192];
-    loop {
-        let (r, b) = s.read(buf).await;
-        let n = match r {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        let (r, b) = s.write_all(b.slice(..n)).await;
-        if r.is_err() {
-            return;
-        }
-        buf = b.into_inner();
-    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@
 //! `TRUEIO_BENCH_DIR` is where the data file goes (default: the temp dir).
 
 mod echo;
+#[path = "../common/echo_conn.rs"]
+mod echo_conn;
 mod local;
 mod measure;
 mod report;

@@ -735,27 +735,19 @@ impl<'a> Copy<'a> {
                 jobs.next();
             }
             let (off, len) = (first.off, end - first.off);
-            if !crate::net::page_cached(self.src.fd.as_raw_fd(), off, len) {
+            if !super::page_cached(self.src.fd.as_raw_fd(), off, len) {
                 rest.extend(run);
                 continue;
             }
             match self.copy_range(off, len) {
                 Ok(done) if done == len => {}
-                // The source ended early: the pipeline finds out where.
+                // The source ended early (the pipeline finds out where), or the kernel refused
+                // the call: the pipeline takes the rest.
                 Ok(done) => {
                     rest.extend(
                         run.into_iter()
                             .filter(|j| j.off + j.len as u64 > off + done),
                     );
-                }
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EXDEV | libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS)
-                    ) =>
-                {
-                    self.in_kernel = false;
-                    rest.extend(run);
                 }
                 Err(e) => {
                     return Err(with_context(
@@ -773,7 +765,8 @@ impl<'a> Copy<'a> {
     }
 
     /// `copy_file_range` of `len` bytes at `off` (same offset in both files): the bytes
-    /// copied, fewer when the source ended first. Progress is reported per call.
+    /// copied, fewer when the source ended first or the kernel refused the call (then
+    /// `in_kernel` is off). Progress is reported per call.
     fn copy_range(&mut self, off: u64, len: u64) -> io::Result<u64> {
         let mut done = 0u64;
         while done < len {
@@ -795,13 +788,12 @@ impl<'a> Copy<'a> {
                 if e.raw_os_error() == Some(libc::EINTR) {
                     continue;
                 }
-                if done > 0
-                    && matches!(
-                        e.raw_os_error(),
-                        Some(libc::EXDEV | libc::EINVAL | libc::EOPNOTSUPP)
-                    )
-                {
-                    // Refused part-way (it should not be): the pipeline does the rest.
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EXDEV | libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS)
+                ) {
+                    // This pair of files cannot be copied in the kernel: from here on, the
+                    // pipeline copies (the rest of this range too).
                     self.in_kernel = false;
                     break;
                 }

@@ -44,55 +44,6 @@ const SEND_FILE_CHUNK: u64 = 1 << 20;
 /// `send_file`'s read-and-send chunk for data not in the page cache.
 const COPY_CHUNK: usize = 256 * 1024;
 
-/// Whether `len` bytes of `fd` from `pos` are all in the page cache (`cachestat`, 6.5). Kernels
-/// without it answer "not known": the caller reads through the engine.
-pub(crate) fn page_cached(fd: RawFd, pos: u64, len: u64) -> bool {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static MISSING: AtomicBool = AtomicBool::new(false);
-    if MISSING.load(Ordering::Relaxed) {
-        return false;
-    }
-    #[repr(C)]
-    struct Range {
-        off: u64,
-        len: u64,
-    }
-    #[repr(C)]
-    #[derive(Default)]
-    struct CacheStat {
-        nr_cache: u64,
-        nr_dirty: u64,
-        nr_writeback: u64,
-        nr_evicted: u64,
-        nr_recently_evicted: u64,
-    }
-    const SYS_CACHESTAT: libc::c_long = 451;
-    let range = Range { off: pos, len };
-    let mut st = CacheStat::default();
-    // SAFETY: both structs live on this frame and match the kernel's layouts
-    // (`struct cachestat_range`, `struct cachestat`); flags must be 0.
-    let r = unsafe {
-        libc::syscall(
-            SYS_CACHESTAT,
-            fd,
-            &range as *const Range,
-            &mut st as *mut CacheStat,
-            0u32,
-        )
-    };
-    if r < 0 {
-        if io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
-            MISSING.store(true, Ordering::Relaxed);
-        }
-        return false;
-    }
-    let page = crate::buf::page_size() as u64;
-    // Pages the range touches.
-    let first = pos / page;
-    let last = (pos + len.max(1) - 1) / page;
-    st.nr_cache > last - first
-}
-
 /// How a listener is set up.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenOptions {
@@ -430,7 +381,7 @@ impl TcpStream {
             let want = (end - at).min(SEND_FILE_CHUNK);
             let cached = at + want <= cached_until || {
                 let from = at.max(cached_until);
-                let ok = page_cached(file.as_raw_fd(), from, at + want - from);
+                let ok = crate::fs::page_cached(file.as_raw_fd(), from, at + want - from);
                 if ok {
                     cached_until = at + want;
                 }

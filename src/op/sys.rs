@@ -493,12 +493,11 @@ fn with_nonblock(fd: RawFd, applies: impl FnOnce() -> bool, call: impl FnOnce() 
 /// As `preadv2(2)`: `iov` points at `cnt` iovecs over memory writable for the call.
 #[inline]
 unsafe fn preadv2(fd: RawFd, iov: *const libc::iovec, cnt: i32, off: i64, flags: i32) -> isize {
-    #[cfg(target_pointer_width = "64")]
     if flags != 0 {
-        // SAFETY: the caller's contract; on 64-bit targets the offset is one register (the
-        // high half, 0, is ignored).
-        let r = unsafe { libc::syscall(libc::SYS_preadv2, fd, iov, cnt, off, 0i64, flags) };
-        return nosys_as_unsupported(r as isize);
+        // SAFETY: the caller's contract.
+        if let Some(r) = unsafe { raw_rw2(libc::SYS_preadv2, fd, iov, cnt, off, flags) } {
+            return r;
+        }
     }
     // SAFETY: the caller's contract.
     unsafe { libc::preadv2(fd, iov, cnt, off, flags) }
@@ -510,14 +509,39 @@ unsafe fn preadv2(fd: RawFd, iov: *const libc::iovec, cnt: i32, off: i64, flags:
 /// As `pwritev2(2)`: `iov` points at `cnt` iovecs over memory readable for the call.
 #[inline]
 unsafe fn pwritev2(fd: RawFd, iov: *const libc::iovec, cnt: i32, off: i64, flags: i32) -> isize {
-    #[cfg(target_pointer_width = "64")]
     if flags != 0 {
-        // SAFETY: as in preadv2.
-        let r = unsafe { libc::syscall(libc::SYS_pwritev2, fd, iov, cnt, off, 0i64, flags) };
-        return nosys_as_unsupported(r as isize);
+        // SAFETY: the caller's contract.
+        if let Some(r) = unsafe { raw_rw2(libc::SYS_pwritev2, fd, iov, cnt, off, flags) } {
+            return r;
+        }
     }
     // SAFETY: the caller's contract.
     unsafe { libc::pwritev2(fd, iov, cnt, off, flags) }
+}
+
+/// `preadv2`/`pwritev2` (`nr`) as the bare system call, where the offset is one register
+/// (64-bit targets); `None` elsewhere, for glibc's wrapper.
+///
+/// # Safety
+/// As the call: `iov` points at `cnt` iovecs over memory valid for it.
+#[inline]
+#[allow(unused_variables)]
+unsafe fn raw_rw2(
+    nr: libc::c_long,
+    fd: RawFd,
+    iov: *const libc::iovec,
+    cnt: i32,
+    off: i64,
+    flags: i32,
+) -> Option<isize> {
+    #[cfg(target_pointer_width = "64")]
+    {
+        // SAFETY: the caller's contract; the high half of the offset, 0, is ignored.
+        let r = unsafe { libc::syscall(nr, fd, iov, cnt, off, 0i64, flags) };
+        Some(nosys_as_unsupported(r as isize))
+    }
+    #[cfg(not(target_pointer_width = "64"))]
+    None
 }
 
 /// A kernel without `preadv2` (before 4.6) answers ENOSYS where glibc's wrapper answers

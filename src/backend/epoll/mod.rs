@@ -522,35 +522,31 @@ impl Driver {
     /// Whether `fd` is a regular file or block device (always "ready" to epoll, so EAGAIN
     /// means the pool), found once per operation.
     fn is_file(&mut self, ud: u64, fd: RawFd, stats: &StatsCells) -> bool {
-        let Some(p) = self.ops.get(&ud) else {
+        let Some(owner) = self.ops.get(&ud).map(|p| p.owner.clone()) else {
             return false;
         };
-        if p.file.is_none() {
-            // A number epoll already watches for the very shared descriptor this operation
-            // holds (still alive, so the number cannot have changed files) is pollable: not a
-            // regular file. No fstat then: a socket's receive that would block costs one
-            // system call less per message.
-            let watched = match (&p.owner, self.fds.get(&fd)) {
-                (Some(mine), Some(w)) => w
-                    .owner
-                    .as_ref()
-                    .is_some_and(|o| o.strong_count() > 0 && Weak::ptr_eq(o, mine)),
-                _ => false,
-            };
-            if watched {
-                if let Some(p) = self.ops.get_mut(&ud) {
-                    p.file = Some(false);
-                }
-                return false;
-            }
-        }
+        // A number epoll already watches for this very descriptor is pollable: not a regular
+        // file. No fstat then (one system call less per socket receive that would block).
+        let watched = self.watched_for(fd, &owner);
         let Some(p) = self.ops.get_mut(&ud) else {
             return false;
         };
         *p.file.get_or_insert_with(|| {
+            if watched {
+                return false;
+            }
             StatsCells::bump(&stats.syscalls);
             matches!(file_type(fd), Some(libc::S_IFREG | libc::S_IFBLK))
         })
+    }
+
+    /// Whether epoll's registration of `fd` was made for `owner`, a shared descriptor still
+    /// alive: then the number cannot have changed files since.
+    fn watched_for(&self, fd: RawFd, owner: &Option<Weak<OwnedFd>>) -> bool {
+        match (self.fds.get(&fd).and_then(|w| w.owner.as_ref()), owner) {
+            (Some(a), Some(b)) => a.strong_count() > 0 && Weak::ptr_eq(a, b),
+            _ => false,
+        }
     }
 
     /// Waits for readiness, or completes with the error that prevents waiting.
@@ -640,11 +636,7 @@ impl Driver {
             None => (false, false),
             Some(w) => {
                 let busy = !(w.readers.is_empty() && w.writers.is_empty());
-                let same_owner = match (&w.owner, &owner) {
-                    (Some(a), Some(b)) => a.strong_count() > 0 && Weak::ptr_eq(a, b),
-                    _ => false,
-                };
-                (true, busy || same_owner)
+                (true, busy || self.watched_for(fd, &owner))
             }
         };
         if !trusted {
