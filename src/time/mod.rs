@@ -94,8 +94,9 @@ impl Future for Sleep {
 impl Drop for Sleep {
     fn drop(&mut self) {
         if let Some((timers, key)) = self.registered.take() {
-            // A timer dropped while the runtime wakes others cannot be borrowed: it is then
-            // left to fire into a waker nobody polls, which is harmless.
+            // The heap is borrowed only inside its own calls, which run no task code; only a
+            // foreign waker dropped by `Timers::poll` could drop a timer from in there. Such
+            // an entry stays: it wakes that waker once at its deadline and keeps its slot.
             if let Ok(mut t) = timers.try_borrow_mut() {
                 t.remove(key);
             }
