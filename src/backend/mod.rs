@@ -393,9 +393,10 @@ fn local_fs(fd: std::os::fd::RawFd) -> bool {
         0x534F_434B, // sockfs
         0x0904_1934, // anon inodes
     ];
-    // SAFETY: fstatfs writes one statfs into `st`, alive on this frame.
+    // SAFETY: statfs is plain integers; all-zero is a valid value.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; a bad descriptor gives -1 (not local).
+    // SAFETY: fstatfs writes one statfs into `st`, alive on this frame; a bad descriptor
+    // gives -1 (not local).
     if unsafe { libc::fstatfs(fd, &mut st) } != 0 {
         return false;
     }
