@@ -208,8 +208,13 @@ both_backends! {
         let (rx, _tx) = util::pipe(true);
         rt.block_on(async {
             let engine = rt::engine();
-            // Let the runtime settle (it keeps a read of its own pending once it has waited).
-            time::sleep(Duration::from_millis(1)).await;
+            // Let the runtime settle: it keeps a read of its own pending once it has waited in
+            // the engine. A timer can be due at its first poll (qemu's TCG stalls that long),
+            // so sleep until that read is there, whatever the clock did.
+            let settle = Instant::now() + util::LIMIT;
+            while engine.in_flight() == 0 && Instant::now() < settle {
+                time::sleep(Duration::from_millis(1)).await;
+            }
             let before = engine.in_flight();
             let read = engine.submit(op::Read::stream(rx.as_raw_fd(), vec![0u8; 16]));
             let r = time::timeout(Duration::from_millis(30), read).await;
