@@ -27,6 +27,10 @@ use crate::stats::{Stats, StatsCells};
 /// completions are consumed internally. Slab keys never reach u32::MAX.
 pub(crate) const INTERNAL: u64 = u32::MAX as u64;
 
+/// The key of a [`Ticket`] whose operation completed at once, without an entry in the
+/// table; its `gen` field holds the result. Never a slab key, never [`INTERNAL`].
+const DONE_KEY: usize = u32::MAX as usize - 1;
+
 static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Which backend to use.
@@ -213,6 +217,7 @@ impl Builder {
                 wakers: RefCell::new(Vec::with_capacity(64)),
                 reaped: RefCell::new(Vec::with_capacity(256)),
                 completed_inline: Cell::new(0),
+                held_done: Cell::new(0),
                 lone_reads,
                 eager_direct,
                 direct: RefCell::new(crate::backend::DirectHints::default()),
@@ -270,7 +275,11 @@ pub(crate) struct Inner {
     /// Operations completed without a completion to reap (inline on epoll, or failed at
     /// submission) since the last turn: the next turn must not wait for them.
     completed_inline: Cell<usize>,
-    /// io_uring: a file read submitted alone (nothing else in flight) is first tried inline
+    /// Tickets that completed at once (no table entry) and whose output was not taken yet:
+    /// with the table's entries, what the caller has outstanding (see `lone_reads`).
+    held_done: Cell<usize>,
+    /// io_uring: a file read submitted alone (nothing else in flight, no completed ticket
+    /// held: a caller keeping a queue of reads is better served by the ring's batch) is first tried inline
     /// with `RWF_NOWAIT`: a page-cache hit then costs one plain syscall instead of a ring
     /// round trip; a miss goes to the ring. Off with `Feature::NowaitReads` disabled.
     lone_reads: bool,
@@ -380,7 +389,9 @@ impl Engine {
     ///
     /// This does not enter the kernel; the operation is submitted with the next batch. It
     /// never fails: an operation that cannot be submitted (a bad argument, a broken ring)
-    /// completes with the error and gives its resources back.
+    /// completes with the error and gives its resources back. An operation may also
+    /// complete during this call (a cached file read tried inline with `RWF_NOWAIT`, say):
+    /// its ticket is then done already and holds the result; nothing stays in flight.
     pub fn submit<T: Op>(&self, op: T) -> Ticket<T> {
         self.inner.submit(op)
     }
@@ -578,7 +589,10 @@ impl Inner {
             waker: None,
             ended: false,
         });
-        self.push_op(key, gen, &mut op);
+        if let Some(r) = self.push_op(user_data(key, gen), &mut op, true) {
+            self.complete_now(key, r);
+        }
+        self.after_push();
         Subscription {
             inner: self.clone(),
             key,
@@ -587,17 +601,18 @@ impl Inner {
         }
     }
 
-    /// Hands an operation to the backend; one that cannot be submitted completes with its
-    /// error. A push that had to flush a full SQ (or an epoll operation that completed inline)
-    /// may have produced completions: dispatch them.
+    /// Hands an operation to the backend under `ud`: `Some(res)` when it completed at once
+    /// (it never reached the kernel, or ran inline), `None` when it is in flight. `in_table`
+    /// says whether its entry is in the table already (a multishot operation's is).
+    ///
+    /// The caller then calls [`Inner::after_push`]: a push that had to flush a full SQ (or
+    /// an epoll operation that woke another) may have produced completions.
     #[inline]
-    fn push_op<T: Op>(&self, key: usize, gen: u32, op: &mut T) {
+    fn push_op<T: Op>(&self, ud: u64, op: &mut T, in_table: bool) -> Option<i32> {
         if self.forked() {
             // The ring is the parent's (and not even mapped here): never touch it.
-            self.complete_now(key, -libc::EBADFD);
-            return;
+            return Some(-libc::EBADFD);
         }
-        let ud = user_data(key, gen);
         StatsCells::bump(&self.stats.submitted);
         // A cancel whose target's final completion has already arrived is answered here, with
         // ENOENT as documented, on both backends. io_uring itself may answer EALREADY for a
@@ -606,37 +621,44 @@ impl Inner {
         // kernel-notes.md), which would make the answer depend on timing.
         if let Some(target) = op.cancel_target() {
             if self.has_ended(target) {
-                self.complete_now(key, -libc::ENOENT);
-                return;
+                return Some(-libc::ENOENT);
             }
         }
         if let Some(fd) = op.local_fd() {
             if let Some(r) = self.try_local_call(op, fd) {
                 StatsCells::bump(&self.stats.inline_completions);
-                self.complete_now(key, r);
-                return;
+                return Some(r);
             }
         }
-        if self.lone_reads && self.ops.borrow().len() == 1 {
+        if self.lone_reads
+            && self.ops.borrow().len() + self.held_done.get() == usize::from(in_table)
+        {
             if let Some(r) = self.try_lone_read(op) {
                 StatsCells::bump(&self.stats.inline_completions);
-                self.complete_now(key, r);
-                return;
+                return Some(r);
             }
         }
         let res = self
             .driver
             .borrow_mut()
             .submit(ud, op, &self.ctx(), &self.stats);
-        if self.eager_direct && res == Ok(None) {
-            self.submit_direct_now(op);
-        }
         match res {
-            Ok(None) => {}
-            // Completed at once (epoll inline): no completion to dispatch.
-            Ok(Some(r)) => self.complete_now(key, r),
-            Err(errno) => self.complete_now(key, -errno),
+            Ok(None) => {
+                if self.eager_direct {
+                    self.submit_direct_now(op);
+                }
+                None
+            }
+            // Completed at once (epoll inline).
+            Ok(Some(r)) => Some(r),
+            Err(errno) => Some(-errno),
         }
+    }
+
+    /// After a push, with the pushed operation's entry in the table: dispatches the
+    /// completions the push produced, if any.
+    #[inline]
+    fn after_push(&self) {
         if self.driver.borrow().has_completions() {
             self.dispatch_now();
         }
@@ -692,16 +714,47 @@ impl Inner {
         (r != -libc::EAGAIN && r != -libc::EOPNOTSUPP).then_some(r)
     }
 
+    /// Submits a single-shot operation. One that completes at once (inline, or refused
+    /// before reaching the kernel) never takes an entry in the table: its ticket carries the
+    /// result (see [`DONE_KEY`]).
     #[inline]
     fn submit<T: Op>(self: &Rc<Self>, mut op: T) -> Ticket<T> {
-        let (key, gen) = self.insert();
-        self.push_op(key, gen, &mut op);
-        Ticket {
-            inner: self.clone(),
-            key,
-            gen,
-            op: Some(op),
-        }
+        let gen = self.generation.get().wrapping_add(1);
+        self.generation.set(gen);
+        // The key the entry will take if the operation goes in flight: nothing inserts into
+        // the table between here and the insert below (the driver never sees the table, and
+        // completions are dispatched only after the insert).
+        let key = self.ops.borrow().vacant_key();
+        let ticket = match self.push_op(user_data(key, gen), &mut op, false) {
+            Some(res) => {
+                StatsCells::bump(&self.stats.completed);
+                self.held_done.set(self.held_done.get() + 1);
+                // A caller that turns the engine before looking at its tickets must not
+                // sleep: this completion counts as the next turn's.
+                self.completed_inline.set(self.completed_inline.get() + 1);
+                Ticket {
+                    inner: self.clone(),
+                    key: DONE_KEY,
+                    gen: res as u32,
+                    op: Some(op),
+                }
+            }
+            None => {
+                let got = self.ops.borrow_mut().insert(Entry {
+                    gen,
+                    state: State::Pending,
+                });
+                debug_assert_eq!(got, key, "the table changed during a push");
+                Ticket {
+                    inner: self.clone(),
+                    key: got,
+                    gen,
+                    op: Some(op),
+                }
+            }
+        };
+        self.after_push();
+        ticket
     }
 
     /// True when the operation behind `ud` has had its final completion (or is no longer in
@@ -966,6 +1019,7 @@ impl<T: Op> Ticket<T> {
     /// True when the final completion has arrived (or the output was already taken).
     pub fn is_done(&self) -> bool {
         self.op.is_none()
+            || self.key == DONE_KEY
             || matches!(
                 self.inner.ops.borrow().get(self.key).map(|e| &e.state),
                 Some(State::Done { .. })
@@ -977,6 +1031,11 @@ impl<T: Op> Ticket<T> {
     #[inline]
     pub fn try_take(&mut self) -> Option<T::Output> {
         self.op.as_ref()?;
+        if self.key == DONE_KEY {
+            let op = self.op.take()?;
+            self.inner.held_done.set(self.inner.held_done.get() - 1);
+            return Some(op.complete(self.gen as i32, 0));
+        }
         let (res, flags) = {
             let mut ops = self.inner.ops.borrow_mut();
             let e = ops.get(self.key)?;
@@ -993,6 +1052,9 @@ impl<T: Op> Ticket<T> {
     /// otherwise registers the task's waker. For combinators that must not take the output
     /// yet, such as [`time::deadline`](crate::time::deadline).
     pub fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.key == DONE_KEY && self.op.is_some() {
+            return Poll::Ready(());
+        }
         let mut ops = self.inner.ops.borrow_mut();
         let Some(e) = ops.get_mut(self.key).filter(|_| self.op.is_some()) else {
             return Poll::Pending;
@@ -1054,6 +1116,12 @@ impl<T: Op> Future for Ticket<T> {
 impl<T: Op> Drop for Ticket<T> {
     fn drop(&mut self) {
         let Some(op) = self.op.take() else { return };
+        if self.key == DONE_KEY {
+            // Completed at once: build the output to release what it holds.
+            self.inner.held_done.set(self.inner.held_done.get() - 1);
+            drop(op.complete(self.gen as i32, 0));
+            return;
+        }
         let done = {
             let mut ops = self.inner.ops.borrow_mut();
             let Some(e) = ops.get_mut(self.key) else {

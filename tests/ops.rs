@@ -62,6 +62,41 @@ both_backends! {
         util::drive_until_idle(&engine, "the idle pipe read");
     }
 
+    /// A read that completes at its submission (inline) holds its result in the ticket:
+    /// nothing stays in flight, the next `turn` does not sleep waiting for it (the copy
+    /// pipeline turns before it looks at its tickets), and dropping the ticket unread gives
+    /// a registered buffer back to its pool.
+    fn a_read_completed_at_submission_leaves_nothing_in_flight(b: Builder) {
+        let dir = TempDir::new("done-at-submit");
+        let nowait = !b.is_disabled(trueio::Feature::NowaitReads) && nowait_reads_work(&dir);
+        let engine = b.fixed_buffers(2, 4096).build().unwrap();
+        let f = dir.rw_file("f", b"done at submission");
+        let t = engine.submit(Read::at(&f, vec![0u8; 64], 0));
+        if nowait {
+            assert!(t.is_done(), "a lone cached read completes at submission");
+            assert_eq!(engine.in_flight(), 0, "a completed read stays in flight");
+        }
+        let start = Instant::now();
+        engine.turn(Some(Duration::from_secs(10))).unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "turn slept although the read had completed"
+        );
+        let (n, buf) = wait(&engine, t);
+        assert_eq!(n.unwrap(), 18);
+        assert_eq!(&buf[..18], b"done at submission");
+
+        let pool = engine.buffers().expect("a pool").clone();
+        let t = engine.submit(ReadFixed::at(&f, engine.fixed_buf().unwrap(), 5));
+        if nowait {
+            assert!(t.is_done(), "a lone cached fixed read completes at submission");
+        }
+        assert_eq!(pool.available(), 1, "one buffer is the read's");
+        drop(t);
+        util::drive_until_idle(&engine, "the dropped fixed read");
+        assert_eq!(pool.available(), 2, "the dropped read's buffer came back");
+    }
+
     /// The same for a file registered in the fixed-file table: the engine keeps the
     /// registered descriptor beside the slot, so the lone read still runs inline (iobench
     /// `--fixed-files` at QD1 was 0.83x psync without it), and reads the right bytes.
