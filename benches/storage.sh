@@ -5,6 +5,9 @@
 #
 #   bash benches/storage.sh                  # 1 GiB file, 10 s per run, medians of 3
 #   RUNTIME=3 ROUNDS=1 SIZE=256M bash benches/storage.sh   # a quick look
+#   ONLY="randwrite copy" bash benches/storage.sh           # some of the workloads: randread1,
+#                                                          # randread32, read128k, randwrite,
+#                                                          # direct, sqpoll, copy
 #
 # Each job runs on CPU 1 (taskset), one job at a time; rounds are interleaved, so a noisy
 # minute hurts every engine alike. Buffered runs re-read the file first: this VM drops page
@@ -20,6 +23,8 @@ ROUNDS=${ROUNDS:-3}
 SIZE=${SIZE:-1G}
 DIR=${DIR:-target/storage-bench}
 CPU=${CPU:-1}
+ONLY=${ONLY:-randread1 randread32 read128k randwrite direct sqpoll copy}
+wanted() { [[ " $ONLY " == *" $1 "* ]]; }
 mkdir -p "$DIR"
 FILE=$DIR/data.bin
 OUT=$DIR/results.jsonl
@@ -94,6 +99,11 @@ workload() {
   iob_job "iobench io_uring" "$rw" "$bs" "$qd" "$direct" --backend uring
   iob_job "iobench io_uring fixed" "$rw" "$bs" "$qd" "$direct" --backend uring --fixed-bufs --fixed-files
   iob_job "iobench epoll" "$rw" "$bs" "$qd" "$direct" --backend epoll
+  if [[ $rw == *write && $direct == 0 ]]; then
+    # Each write as a blocking pwrite on the job's thread (Builder::inline_file_writes):
+    # ext4 refuses RWF_NOWAIT writes, so io_uring hands every buffered write to a worker.
+    iob_job "iobench io_uring inline-writes" "$rw" "$bs" "$qd" "$direct" --backend uring --inline-writes
+  fi
 }
 
 copy_job() {
@@ -113,16 +123,20 @@ copy_job() {
 
 for round in $(seq 1 "$ROUNDS"); do
   echo "== round $round of $ROUNDS (runtime ${RUNTIME}s per job)"
-  workload randread 4k 1 0
-  workload randread 4k 32 0
-  workload read 128k 8 0
-  workload randwrite 4k 32 0
-  workload randread 4k 32 1
-  # SQPOLL: the kernel's submission thread on CPU 0, the job on CPU 1 (it burns CPU 0).
-  iob_job "iobench io_uring sqpoll" randread 4k 32 0 --backend uring --sqpoll-cpu 0
-  fio_job "fio io_uring sqpoll" randread 4k 32 0 io_uring --sqthread_poll=1 --sqthread_poll_cpu=0
-  copy_job "coreutils cp" cp
-  copy_job "trueio cp" "$CP"
+  if wanted randread1; then workload randread 4k 1 0; fi
+  if wanted randread32; then workload randread 4k 32 0; fi
+  if wanted read128k; then workload read 128k 8 0; fi
+  if wanted randwrite; then workload randwrite 4k 32 0; fi
+  if wanted direct; then workload randread 4k 32 1; fi
+  if wanted sqpoll; then
+    # SQPOLL: the kernel's submission thread on CPU 0, the job on CPU 1 (it burns CPU 0).
+    iob_job "iobench io_uring sqpoll" randread 4k 32 0 --backend uring --sqpoll-cpu 0
+    fio_job "fio io_uring sqpoll" randread 4k 32 0 io_uring --sqthread_poll=1 --sqthread_poll_cpu=0
+  fi
+  if wanted copy; then
+    copy_job "coreutils cp" cp
+    copy_job "trueio cp" "$CP"
+  fi
 done
 
 python3 - "$OUT" <<'EOF'

@@ -3,7 +3,7 @@
 //! ```sh
 //! cargo run --release --example iobench -- --file PATH --size 1G --rw randread|randwrite|read|write \
 //!     --bs 4k --qd 32 --runtime 10 [--direct] [--fixed-bufs] [--fixed-files] [--sqpoll] \
-//!     [--backend auto|uring|epoll] [--json] [--verify] [--seed N]
+//!     [--inline-writes] [--backend auto|uring|epoll] [--json] [--verify] [--seed N]
 //! ```
 //!
 //! Keeps `--qd` operations of `--bs` bytes in flight for `--runtime` seconds and reports IOPS,
@@ -12,6 +12,10 @@
 //! created and filled when it is missing or shorter than `--size`; a buffered run reads it
 //! once first so that it is in the page cache (this machine drops idle page cache within a
 //! minute).
+//!
+//! `--inline-writes` runs each buffered write on the benchmark's thread as a blocking
+//! `pwrite` (`Builder::inline_file_writes`) instead of sending it to io_uring, whose worker
+//! threads take every buffered write on a filesystem that refuses `RWF_NOWAIT` writes (ext4).
 //!
 //! Every block has a known content: the fill writes `pattern(offset, 0)` and a write run with
 //! `--verify` writes `pattern(offset, seed)` (a fresh seed per run unless `--seed` is given;
@@ -41,7 +45,7 @@ use size::parse_size;
 
 const USAGE: &str = "usage: iobench --file PATH [--size 1G] [--rw randread|randwrite|read|write] \
     [--bs 4k] [--qd 32] [--runtime 10] [--direct] [--fixed-bufs] [--fixed-files] [--sqpoll] [--sqpoll-cpu N] \
-    [--backend auto|uring|epoll] [--json] [--verify] [--seed N]";
+    [--inline-writes] [--backend auto|uring|epoll] [--json] [--verify] [--seed N]";
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Rw {
@@ -79,6 +83,7 @@ struct Args {
     fixed_bufs: bool,
     fixed_files: bool,
     sqpoll: bool,
+    inline_writes: bool,
     sqpoll_cpu: Option<u32>,
     backend: BackendChoice,
     json: bool,
@@ -98,6 +103,7 @@ fn parse() -> Result<Args, String> {
         fixed_bufs: false,
         fixed_files: false,
         sqpoll: false,
+        inline_writes: false,
         sqpoll_cpu: None,
         backend: BackendChoice::from_env().map_err(|e| e.to_string())?,
         json: false,
@@ -175,6 +181,7 @@ fn parse() -> Result<Args, String> {
                 );
                 a.sqpoll = true;
             }
+            "--inline-writes" => a.inline_writes = true,
             "--json" => a.json = true,
             "--verify" => a.verify = true,
             "-h" | "--help" => return Err(USAGE.into()),
@@ -576,6 +583,9 @@ fn bench(args: &Args) -> io::Result<()> {
     if args.fixed_files {
         b = b.fixed_files(4);
     }
+    if args.inline_writes {
+        b = b.inline_file_writes(true);
+    }
     if args.sqpoll {
         b = b.sqpoll(1000);
         if let Some(cpu) = args.sqpoll_cpu {
@@ -631,14 +641,14 @@ fn bench(args: &Args) -> io::Result<()> {
         println!(
             "{{\"rw\":\"{}\",\"bs\":{},\"qd\":{},\"ops\":{},\"runtime_s\":{:.3},\"iops\":{:.0},\"mb_per_s\":{:.1},\
 \"lat_p50_us\":{:.2},\"lat_p99_us\":{:.2},\"lat_p999_us\":{:.2},\"usr_s\":{:.3},\"sys_s\":{:.3},\
-\"syscalls_per_op\":{:.4},\"backend\":\"{}\",\"direct\":{},\"fixed_bufs\":{},\"fixed_files\":{},\"sqpoll\":{},\
+\"syscalls_per_op\":{:.4},\"backend\":\"{}\",\"direct\":{},\"fixed_bufs\":{},\"fixed_files\":{},\"sqpoll\":{},\"inline_writes\":{},\
 \"short_transfers\":{},\"seed\":{},\"blocks_written\":{},\"verify_mismatches\":{}}}",
             args.rw.name(), args.bs, args.qd, out.ops, secs, iops, mb_per_s, p50, p99, p999, out.usr, out.sys, spo,
-            backend, args.direct, fixed_bufs_active, args.fixed_files, args.sqpoll, out.short, args.seed, verified, mismatches
+            backend, args.direct, fixed_bufs_active, args.fixed_files, args.sqpoll, args.inline_writes, out.short, args.seed, verified, mismatches
         );
     } else {
         println!(
-            "{} bs={} qd={} backend={} direct={} fixed-bufs={} fixed-files={} sqpoll={}",
+            "{} bs={} qd={} backend={} direct={} fixed-bufs={} fixed-files={} sqpoll={} inline-writes={}",
             args.rw.name(),
             args.bs,
             args.qd,
@@ -646,7 +656,8 @@ fn bench(args: &Args) -> io::Result<()> {
             args.direct,
             fixed_bufs_active,
             args.fixed_files,
-            args.sqpoll
+            args.sqpoll,
+            args.inline_writes
         );
         println!(
             "  {:.0} IOPS, {:.1} MB/s, {} ops in {secs:.2} s",

@@ -94,6 +94,7 @@ pub struct Builder {
     pub(crate) disabled: Features,
     pub(crate) pool_threads: Option<usize>,
     pub(crate) pool_queue: Option<usize>,
+    pub(crate) inline_file_writes: bool,
 }
 
 impl Default for Builder {
@@ -109,6 +110,7 @@ impl Default for Builder {
             disabled: Features::empty(),
             pool_threads: None,
             pool_queue: None,
+            inline_file_writes: false,
         }
     }
 }
@@ -184,6 +186,21 @@ impl Builder {
         self
     }
 
+    /// Runs positional writes to files on a local filesystem on the engine's own thread, as
+    /// a blocking `pwrite`, instead of sending them to io_uring (whose worker threads take
+    /// every buffered write on a filesystem that refuses `RWF_NOWAIT` writes, ext4 among
+    /// them: a thread hop per write) or to the epoll backend's pool. Off by default.
+    ///
+    /// For a storage tool whose thread has nothing else to do (`iobench --inline-writes`):
+    /// the write costs what `pwrite` costs. Not for a server: a write that waits (dirty-page
+    /// throttling, a journal commit) then stalls every other operation of the thread.
+    /// `O_DIRECT` files, pipes, sockets, FIFOs and files on network or FUSE filesystems are
+    /// never written inline. The write completes at its submission (its ticket is done).
+    pub fn inline_file_writes(mut self, on: bool) -> Self {
+        self.inline_file_writes = on;
+        self
+    }
+
     /// Builds the engine on the chosen backend.
     pub fn build(self) -> io::Result<Engine> {
         let choice = match self.backend {
@@ -218,8 +235,10 @@ impl Builder {
                 reaped: RefCell::new(Vec::with_capacity(256)),
                 completed_inline: Cell::new(0),
                 held_done: Cell::new(0),
+                detached_inline: Cell::new(0),
                 lone_reads,
                 eager_direct,
+                inline_writes: self.inline_file_writes,
                 direct: RefCell::new(crate::backend::DirectHints::default()),
                 finished: RefCell::new(Vec::new()),
                 chain_buf: RefCell::new(Vec::new()),
@@ -278,6 +297,8 @@ pub(crate) struct Inner {
     /// Tickets that completed at once (no table entry) and whose output was not taken yet:
     /// with the table's entries, what the caller has outstanding (see `lone_reads`).
     held_done: Cell<usize>,
+    /// Of `completed_inline`, those that completed at submission (no table entry).
+    detached_inline: Cell<usize>,
     /// io_uring: a file read submitted alone (nothing else in flight, no completed ticket
     /// held: a caller keeping a queue of reads is better served by the ring's batch) is first tried inline
     /// with `RWF_NOWAIT`: a page-cache hit then costs one plain syscall instead of a ring
@@ -285,6 +306,8 @@ pub(crate) struct Inner {
     lone_reads: bool,
     /// io_uring: transfers on `O_DIRECT` files are submitted at once (`submit_direct_now`).
     eager_direct: bool,
+    /// Positional file writes run inline, blocking (`Builder::inline_file_writes`).
+    inline_writes: bool,
     /// Which descriptors are `O_DIRECT` (their `RWF_NOWAIT` reads wait for the device).
     direct: RefCell<crate::backend::DirectHints>,
     /// Operations whose handle was dropped and that have completed; finished (their output
@@ -638,6 +661,12 @@ impl Inner {
                 return Some(r);
             }
         }
+        if self.inline_writes {
+            if let Some(r) = self.try_inline_write(op) {
+                StatsCells::bump(&self.stats.inline_completions);
+                return Some(r);
+            }
+        }
         let res = self
             .driver
             .borrow_mut()
@@ -717,6 +746,24 @@ impl Inner {
     /// Submits a single-shot operation. One that completes at once (inline, or refused
     /// before reaching the kernel) never takes an entry in the table: its ticket carries the
     /// result (see [`DONE_KEY`]).
+    /// A positional file write run inline, blocking (see `inline_writes`): its result, or
+    /// `None` when it is not one to run so (not a positional write, an `O_DIRECT` file, not
+    /// on a local filesystem, not seekable).
+    fn try_inline_write<T: Op>(&self, op: &mut T) -> Option<i32> {
+        let sys = op.inline_write(&self.ctx())?;
+        let Syscall::Write { fd, .. } = sys else {
+            return None;
+        };
+        {
+            let mut hints = self.direct.borrow_mut();
+            if hints.is_direct(fd, &self.stats) || !hints.is_local(fd, &self.stats) {
+                return None;
+            }
+        }
+        StatsCells::bump(&self.stats.syscalls);
+        sys.run_positional_write()
+    }
+
     #[inline]
     fn submit<T: Op>(self: &Rc<Self>, mut op: T) -> Ticket<T> {
         let gen = self.generation.get().wrapping_add(1);
@@ -732,6 +779,7 @@ impl Inner {
                 // A caller that turns the engine before looking at its tickets must not
                 // sleep: this completion counts as the next turn's.
                 self.completed_inline.set(self.completed_inline.get() + 1);
+                self.detached_inline.set(self.detached_inline.get() + 1);
                 Ticket {
                     inner: self.clone(),
                     key: DONE_KEY,
@@ -744,7 +792,8 @@ impl Inner {
                     gen,
                     state: State::Pending,
                 });
-                debug_assert_eq!(got, key, "the table changed during a push");
+                // A mismatch would leave the kernel with a user_data no entry answers to.
+                assert_eq!(got, key, "the operation table changed during a push");
                 Ticket {
                     inner: self.clone(),
                     key: got,
@@ -799,9 +848,13 @@ impl Inner {
         // Completions that happened since the last turn count as this turn's: do not sleep
         // waiting for more.
         let inline = self.completed_inline.replace(0);
+        // Of those, the ones that completed at submission have no entry in the table.
+        let in_table = inline.saturating_sub(self.detached_inline.replace(0));
         // Every operation in the table completed inline and the kernel has nothing of ours:
-        // no reason to enter it at all.
-        if inline > 0 && self.ops.borrow().len() <= inline && self.driver.borrow_mut().idle() {
+        // no reason to enter it at all. (io_uring's `idle` cannot see requests the kernel
+        // runs, so the count must leave out completions without an entry: an entry still
+        // in flight would otherwise pass for one of them.)
+        if inline > 0 && self.ops.borrow().len() <= in_table && self.driver.borrow_mut().idle() {
             return Ok(inline);
         }
         let timeout = if inline > 0 {
@@ -998,7 +1051,8 @@ impl Drop for Inner {
 /// Dropping a ticket before its completion cancels the operation; the engine keeps the
 /// operation's resources until the kernel's final completion has been reaped, then releases
 /// them (closing any descriptor an open returned). `mem::forget` on a ticket leaks the
-/// operation, never frees what the kernel may still write.
+/// operation, never frees what the kernel may still write (and, for a ticket that completed
+/// at its submission, turns off io_uring's inline lone reads on that engine).
 #[must_use = "dropping a Ticket cancels its operation"]
 pub struct Ticket<T: Op> {
     inner: Rc<Inner>,

@@ -97,6 +97,67 @@ both_backends! {
         assert_eq!(pool.available(), 2, "the dropped read's buffer came back");
     }
 
+    /// A turn after a submission that completed at once still collects what the kernel
+    /// finished meanwhile: the at-once completion has no table entry, so it must not pass
+    /// for the operation still in flight (io_uring's idle check cannot see the kernel's
+    /// side, so the turn once returned without reaping the read).
+    fn a_turn_after_an_at_once_completion_still_reaps_the_kernel(b: Builder) {
+        let engine = b.build().unwrap();
+        let (r, w) = pipe(false);
+        let rd = engine.submit(Read::stream(&r, Vec::with_capacity(8)));
+        engine.flush().unwrap();
+        engine.turn(Some(Duration::from_millis(20))).unwrap();
+        assert!(!rd.is_done(), "nothing to read yet");
+        let mut nop = engine.submit(Nop::new());
+        assert!(util::drive_until(&engine, util::LIMIT, || nop.is_done()));
+        nop.try_take().unwrap().unwrap();
+        assert!(!rd.is_done(), "nothing to read yet");
+        let mut w = File::from(w);
+        w.write_all(b"ping").unwrap();
+        // Time for the kernel to finish the read (task work, readiness) before the turn.
+        std::thread::sleep(Duration::from_millis(50));
+        let c = engine.submit(Cancel::new(&nop));
+        assert!(c.is_done(), "a cancel of a finished target is answered at once");
+        engine.turn(Some(Duration::ZERO)).unwrap();
+        assert!(rd.is_done(), "the turn did not reap the finished pipe read");
+        let (n, buf) = wait(&engine, rd);
+        assert_eq!(n.unwrap(), 4);
+        assert_eq!(buf, b"ping");
+        assert_errno(&wait(&engine, c), libc::ENOENT, "cancel of a finished op");
+    }
+
+    /// With `inline_file_writes`, a positional write to a file (plain or registered buffer)
+    /// completes at its submission, as a `pwrite` on the engine's thread, and the bytes are
+    /// in the file; a stream write to a pipe still goes through the backend and arrives.
+    fn inline_file_writes_complete_at_submission(b: Builder) {
+        let dir = TempDir::new("inline-writes");
+        let engine = b
+            .fixed_buffers(2, 4096)
+            .inline_file_writes(true)
+            .build()
+            .unwrap();
+        let f = dir.rw_file("f", b"");
+        let before = engine.stats();
+        let t = engine.submit(Write::at(&f, b"hello".to_vec(), 3));
+        assert!(t.is_done(), "an inline write completes at its submission");
+        assert_eq!(wait(&engine, t).0.unwrap(), 5);
+        let mut fb = engine.fixed_buf().unwrap();
+        fb.extend_from_slice(b"fixed");
+        let t = engine.submit(WriteFixed::at(&f, fb, 8));
+        assert!(t.is_done(), "an inline fixed write completes at its submission");
+        assert_eq!(wait(&engine, t).0.unwrap(), 5);
+        let st = engine.stats().since(&before);
+        assert_eq!(st.inline_completions, 2, "{st:?}");
+        assert_eq!(std::fs::read(dir.path("f")).unwrap(), b"\0\0\0hellofixed");
+
+        let (r, w) = pipe(false);
+        let (n, _) = run(&engine, Write::stream(&w, b"to the pipe".to_vec()));
+        assert_eq!(n.unwrap(), 11);
+        let mut got = [0u8; 11];
+        File::from(r).read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"to the pipe");
+    }
+
     /// The same for a file registered in the fixed-file table: the engine keeps the
     /// registered descriptor beside the slot, so the lone read still runs inline (iobench
     /// `--fixed-files` at QD1 was 0.83x psync without it), and reads the right bytes.

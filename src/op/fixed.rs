@@ -110,6 +110,10 @@ impl<B: IoBuf> Op for WriteFixed<B> {
         self.0.plan(ctx)
     }
 
+    fn inline_write(&mut self, ctx: &BuildCtx<'_>) -> Option<Syscall> {
+        self.0.inline_write(ctx)
+    }
+
     fn complete(self, res: i32, flags: u32) -> Self::Output {
         self.0.complete(res, flags)
     }

@@ -77,6 +77,13 @@ pub trait Op: 'static + Sized {
     }
 
     #[doc(hidden)]
+    /// For a positional write: the call itself, which the engine runs inline when asked to
+    /// (`Builder::inline_file_writes`).
+    fn inline_write(&mut self, _ctx: &BuildCtx<'_>) -> Option<Syscall> {
+        None
+    }
+
+    #[doc(hidden)]
     /// For a positional read or write of a file: its descriptor number, so that the io_uring
     /// backend can send a transfer on an `O_DIRECT` file to the kernel at once.
     fn file_fd(&self, _ctx: &BuildCtx<'_>) -> Option<RawFd> {

@@ -166,6 +166,16 @@ impl<B: IoBuf> Op for Write<B> {
             .flatten()
     }
 
+    fn inline_write(&mut self, ctx: &BuildCtx<'_>) -> Option<Syscall> {
+        if self.offset < 0 {
+            return None;
+        }
+        match self.plan(ctx) {
+            Ok(Plan::Io { sys, .. }) => Some(sys),
+            _ => None,
+        }
+    }
+
     fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
         let Write { fd, buf, offset } = self;
         let fd = ctx.raw(fd.target())?;

@@ -307,6 +307,23 @@ impl Syscall {
 }
 
 impl Syscall {
+    /// A positional write run as a plain, blocking `pwrite` (`Builder::inline_file_writes`):
+    /// its result, or `None` when this is not a positional write or the descriptor is not
+    /// seekable (a FIFO: then the backend must take it, since a plain write could block
+    /// forever).
+    pub(crate) fn run_positional_write(&self) -> Option<i32> {
+        let Syscall::Write { fd, buf, len, off } = *self else {
+            return None;
+        };
+        if off < 0 {
+            return None;
+        }
+        // SAFETY: `buf` and `len` are the owning operation's buffer, alive and in place for
+        // the call (see the Send impl); pwrite only reads it.
+        let r = ret(unsafe { libc::pwrite(fd, buf.cast(), len, off) });
+        (r != -libc::ESPIPE).then_some(r)
+    }
+
     /// Runs the call without `RWF_NOWAIT` on `fd`, a pipe, socket or other descriptor that
     /// is not a regular file and that poll(2) has just reported ready, with `O_NONBLOCK` set
     /// for the call: ready means some room or some data, not all that the call asks. A write
