@@ -186,10 +186,12 @@ impl Builder {
         self
     }
 
-    /// Runs positional writes to files on a local filesystem on the engine's own thread, as
-    /// a blocking `pwrite`, instead of sending them to io_uring (whose worker threads take
-    /// every buffered write on a filesystem that refuses `RWF_NOWAIT` writes, ext4 among
-    /// them: a thread hop per write) or to the epoll backend's pool. Off by default.
+    /// Runs positional writes ([`op::Write`](crate::op::Write),
+    /// [`op::WriteFixed`](crate::op::WriteFixed)) to files on a local filesystem on the
+    /// engine's own thread, as a blocking `pwrite`, instead of sending them to io_uring
+    /// (whose worker threads take every buffered write on a filesystem that refuses
+    /// `RWF_NOWAIT` writes, ext4 among them: a thread hop per write) or to the epoll
+    /// backend's pool. Off by default.
     ///
     /// For a storage tool whose thread has nothing else to do (`iobench --inline-writes`):
     /// the write costs what `pwrite` costs. Not for a server: a write that waits (dirty-page
