@@ -264,7 +264,10 @@ pub struct CopyReport {
 }
 
 /// Copies the file `src` to `dst` (created, or truncated) on an engine of its own, built by
-/// [`CopyOptions::engine_builder`]. See the [module docs](self) for what it handles.
+/// [`CopyOptions::engine_builder`]. It reads to the end whatever `statx` says (files in
+/// `/proc`), keeps holes as holes, can copy with `O_DIRECT` (a buffered descriptor takes the
+/// unaligned tail), and on failure names the file and the offset and removes the destination
+/// (which it created or truncated), so no truncated file passes for a copy.
 ///
 /// For many files, build one engine and call [`copy_file_with`]: setting up a ring and
 /// registering buffers costs more than copying a small file.

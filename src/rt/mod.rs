@@ -12,7 +12,7 @@
 //! and the cache traffic and locking that come with them. Spread work by giving each thread
 //! its own listener (`SO_REUSEPORT`) or its own files.
 //!
-//! Wake-ups from other threads (a [`Waker`](std::task::Waker) sent elsewhere) go through a
+//! Wake-ups from other threads (a [`Waker`] sent elsewhere) go through a
 //! queue and an eventfd that the runtime keeps a read pending on, so they work on both
 //! backends.
 //!
