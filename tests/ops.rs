@@ -97,10 +97,10 @@ both_backends! {
         assert_eq!(pool.available(), 2, "the dropped read's buffer came back");
     }
 
-    /// A turn after a submission that completed at once still collects what the kernel
+    /// A turn after a submission that completed at once still looks for what the kernel
     /// finished meanwhile: the at-once completion has no table entry, so it must not pass
     /// for the operation still in flight (io_uring's idle check cannot see the kernel's
-    /// side, so the turn once returned without reaping the read).
+    /// side, so the turn once returned without entering it).
     fn a_turn_after_an_at_once_completion_still_reaps_the_kernel(b: Builder) {
         let engine = b.build().unwrap();
         let (r, w) = pipe(false);
@@ -118,8 +118,16 @@ both_backends! {
         std::thread::sleep(Duration::from_millis(50));
         let c = engine.submit(Cancel::new(&nop));
         assert!(c.is_done(), "a cancel of a finished target is answered at once");
+        let before = engine.stats();
         engine.turn(Some(Duration::ZERO)).unwrap();
-        assert!(rd.is_done(), "the turn did not reap the finished pipe read");
+        // The turn reaps the read (its completion already in the ring) or enters the kernel
+        // for it; which one depends on the kernel (6.1 with DEFER_TASKRUN under qemu may
+        // need one more turn to see it). Returning with neither is the bug.
+        let st = engine.stats().since(&before);
+        assert!(
+            rd.is_done() || st.enters >= 1,
+            "the turn neither reaped the read nor asked the kernel: {st:?}"
+        );
         let (n, buf) = wait(&engine, rd);
         assert_eq!(n.unwrap(), 4);
         assert_eq!(buf, b"ping");
