@@ -76,13 +76,8 @@ impl<B: IoBufMut> Op for Read<B> {
     fn lone_read(&mut self, ctx: &BuildCtx<'_>) -> Option<Syscall> {
         // Positional reads only: a stream read (offset -1) may be a socket or a pipe, whose
         // readiness the ring handles better.
-        if self.offset < 0 {
-            return None;
-        }
-        match self.plan(ctx) {
-            Ok(Plan::Io { sys, .. }) => Some(sys),
-            _ => None,
-        }
+        let offset = self.offset;
+        positional_call(offset, || self.plan(ctx))
     }
 
     fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
@@ -167,13 +162,8 @@ impl<B: IoBuf> Op for Write<B> {
     }
 
     fn inline_write(&mut self, ctx: &BuildCtx<'_>) -> Option<Syscall> {
-        if self.offset < 0 {
-            return None;
-        }
-        match self.plan(ctx) {
-            Ok(Plan::Io { sys, .. }) => Some(sys),
-            _ => None,
-        }
+        let offset = self.offset;
+        positional_call(offset, || self.plan(ctx))
     }
 
     fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
@@ -193,5 +183,17 @@ impl<B: IoBuf> Op for Write<B> {
 
     fn complete(self, res: i32, _flags: u32) -> Self::Output {
         (result(res).map(|n| n as usize), self.buf)
+    }
+}
+
+/// The call of a positional transfer (`offset >= 0`), from its plan; `None` for a stream
+/// transfer or one that cannot be planned.
+fn positional_call(offset: i64, plan: impl FnOnce() -> Result<Plan, i32>) -> Option<Syscall> {
+    if offset < 0 {
+        return None;
+    }
+    match plan() {
+        Ok(Plan::Io { sys, .. }) => Some(sys),
+        _ => None,
     }
 }
