@@ -302,9 +302,10 @@ pub(crate) struct Inner {
     /// Of `completed_inline`, those that completed at submission (no table entry).
     detached_inline: Cell<usize>,
     /// io_uring: a file read submitted alone (nothing else in flight, no completed ticket
-    /// held: a caller keeping a queue of reads is better served by the ring's batch) is first tried inline
-    /// with `RWF_NOWAIT`: a page-cache hit then costs one plain syscall instead of a ring
-    /// round trip; a miss goes to the ring. Off with `Feature::NowaitReads` disabled.
+    /// held: a caller keeping a queue of reads is better served by the ring's batch) is
+    /// first tried inline with `RWF_NOWAIT`: a page-cache hit then costs one plain syscall
+    /// instead of a ring round trip; a miss goes to the ring. Off with
+    /// `Feature::NowaitReads` disabled.
     lone_reads: bool,
     /// io_uring: transfers on `O_DIRECT` files are submitted at once (`submit_direct_now`).
     eager_direct: bool,
@@ -745,9 +746,6 @@ impl Inner {
         (r != -libc::EAGAIN && r != -libc::EOPNOTSUPP).then_some(r)
     }
 
-    /// Submits a single-shot operation. One that completes at once (inline, or refused
-    /// before reaching the kernel) never takes an entry in the table: its ticket carries the
-    /// result (see [`DONE_KEY`]).
     /// A positional file write run inline, blocking (see `inline_writes`): its result, or
     /// `None` when it is not one to run so (not a positional write, an `O_DIRECT` file, not
     /// on a local filesystem, not seekable).
@@ -766,6 +764,9 @@ impl Inner {
         sys.run_positional_write()
     }
 
+    /// Submits a single-shot operation. One that completes at once (inline, or refused
+    /// before reaching the kernel) never takes an entry in the table: its ticket carries the
+    /// result (see [`DONE_KEY`]).
     #[inline]
     fn submit<T: Op>(self: &Rc<Self>, mut op: T) -> Ticket<T> {
         let gen = self.generation.get().wrapping_add(1);
