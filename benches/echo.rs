@@ -13,6 +13,9 @@
 
 use std::net::SocketAddr;
 
+#[path = "common/sys.rs"]
+mod sys;
+use sys::{pin, raise_nofile};
 #[path = "common/echo_conn.rs"]
 mod echo_conn;
 use echo_conn::{echo_multishot, echo_plain};
@@ -20,15 +23,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SERVER_ENV: &str = "TRUEIO_ECHO_BENCH_SERVER";
-
-fn pin(cpu: usize) {
-    // SAFETY: cpu_set_t is plain bits; CPU_SET writes within it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-}
 
 fn serve_trueio(backend: trueio::BackendChoice, addr: SocketAddr) {
     use trueio::net::{TcpListener, TcpStream};
@@ -166,19 +160,6 @@ fn load(addr: SocketAddr, conns: usize, size: usize, dur: Duration) -> Load {
             p99_us: q(0.99),
         }
     })
-}
-
-fn raise_nofile() {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: valid rlimit pointers on this frame.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
-        r.rlim_cur = r.rlim_max.min(65536);
-        libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-    }
 }
 
 fn main() {

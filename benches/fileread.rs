@@ -9,30 +9,18 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use trueio::buf::AlignedBuf;
 use trueio::{op, BackendChoice, Engine, Ticket};
 
+#[path = "common/sys.rs"]
+mod sys;
+use sys::{warm, Rng};
+
 const BS: usize = 4096;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-fn warm(path: &std::path::Path) {
-    let mut f = File::open(path).expect("open");
-    let mut buf = vec![0u8; 1 << 20];
-    while f.read(&mut buf).expect("read") > 0 {}
-}
 
 /// Random block-aligned 4 KiB reads with `read_at(buf, offset)` for `dur`; ops/s.
 fn timed_reads(blocks: u64, dur: Duration, mut read_at: impl FnMut(&mut AlignedBuf, i64)) -> f64 {

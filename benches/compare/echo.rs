@@ -121,7 +121,7 @@ fn control(probe: Option<Arc<EngineProbe>>) {
 
 /// The child's main: serves until killed.
 pub fn serve(kind: &str) {
-    measure::pin(measure::IO_CPU);
+    crate::sys::pin(measure::IO_CPU);
     // Port 0: the kernel picks a free port, and `ready` tells the parent which.
     let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
     match kind {
@@ -300,7 +300,7 @@ pub fn run(kind: &str, conns: usize, size: usize, warmup: Duration, pass: Pass) 
     let (mut server, addr) = Server::start(kind, pass.count);
     let (msgs, secs, hist, report, busy) = std::thread::scope(|s| {
         s.spawn(|| {
-            measure::pin(measure::LOAD_CPU);
+            crate::sys::pin(measure::LOAD_CPU);
             load(&mut server, addr, conns, size, warmup, pass.dur)
         })
         .join()

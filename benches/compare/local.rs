@@ -4,9 +4,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::Read as _;
 use std::os::fd::{AsRawFd, RawFd};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -17,6 +15,7 @@ use trueio::op::{self, Read, ReadFixed};
 use trueio::{Engine, Fd, Ticket};
 
 use crate::measure::{Histogram, Meter, Sample};
+use crate::sys::Rng;
 
 /// One timed section: how long, and whether this is the pass that counts system calls.
 #[derive(Clone, Copy)]
@@ -33,17 +32,6 @@ pub enum Pattern {
     Random,
     /// Consecutive blocks, wrapping at the end of the file.
     Sequential,
-}
-
-/// xorshift64: cheap and good enough to pick blocks.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 struct Offsets {
@@ -77,13 +65,7 @@ impl Offsets {
     }
 }
 
-/// Reads the file whole, so the run that follows finds it in the page cache (this VM drops
-/// page cache that has been idle for about a minute).
-pub fn warm(path: &Path) {
-    let mut f = File::open(path).expect("open the data file");
-    let mut buf = AlignedBuf::zeroed(1 << 20);
-    while f.read(&mut buf).expect("read the data file") > 0 {}
-}
+pub use crate::sys::warm;
 
 // ---------------------------------------------------------------------------------------
 // NOP round trips

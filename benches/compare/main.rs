@@ -26,6 +26,8 @@ mod echo_conn;
 mod local;
 mod measure;
 mod report;
+#[path = "../common/sys.rs"]
+mod sys;
 
 use std::fs::File;
 use std::io::Write as _;
@@ -94,19 +96,6 @@ struct Cell<'a> {
     run: RunFn<'a>,
     samples: Vec<Sample>,
     counted: Option<Sample>,
-}
-
-fn raise_nofile() {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: valid rlimit pointers on this frame.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
-        r.rlim_cur = r.rlim_max.min(65536);
-        libc::setrlimit(libc::RLIMIT_NOFILE, &r);
-    }
 }
 
 /// `target/` of the build running this binary (`target/release/deps/compare-*`).
@@ -179,7 +168,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     if let Ok(kind) = std::env::var(echo::SERVER_ENV) {
-        raise_nofile();
+        sys::raise_nofile();
         echo::serve(&kind);
         return;
     }
@@ -215,8 +204,8 @@ fn main() {
         measure::busy_seconds(None),
         measure::cpu_seconds_with_children(),
     );
-    raise_nofile();
-    measure::pin(measure::IO_CPU);
+    sys::raise_nofile();
+    sys::pin(measure::IO_CPU);
 
     let out_dir = target_dir().join("trueio-bench");
     std::fs::create_dir_all(&out_dir).expect("create target/trueio-bench");

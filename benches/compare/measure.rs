@@ -42,22 +42,6 @@ pub fn allocs() -> u64 {
     ALLOCS.load(Relaxed)
 }
 
-/// Pins the calling thread (and the threads it starts later) to one CPU.
-pub fn pin(cpu: usize) {
-    // SAFETY: cpu_set_t is plain bits; CPU_SET writes within it.
-    let r = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if r != 0 {
-        eprintln!(
-            "compare: cannot pin to CPU {cpu}: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
 /// User + system CPU time of the whole process (all threads), in seconds.
 pub fn cpu_seconds() -> f64 {
     // SAFETY: getrusage writes into the zeroed struct we pass.
