@@ -547,11 +547,15 @@ impl Conn<'_> {
         let since = mtime
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
-        let etag = format!(
+        let mut etag = StackText::default();
+        // At most 2 + 16 + 1 + 16 + 1 + 8 bytes: always fits.
+        let _ = write!(
+            etag,
             "\"{len:x}-{:x}-{:x}\"",
             since.as_secs(),
             since.subsec_nanos()
         );
+        let etag = etag.as_str();
         let last_modified = LAST_MODIFIED.with(|d| d.get(mtime));
 
         // Conditionals: If-None-Match wins over If-Modified-Since.
@@ -827,25 +831,70 @@ impl DateMemo {
         DateMemo(Cell::new((u64::MAX, [0; 29])))
     }
 
-    fn get(&self, t: SystemTime) -> String {
-        let mut v = Vec::with_capacity(29);
-        self.write(&mut v, t);
-        String::from_utf8(v).unwrap_or_default()
-    }
-
-    fn write(&self, out: &mut Vec<u8>, t: SystemTime) {
+    /// The date's text, without allocating when the memo holds it.
+    fn get(&self, t: SystemTime) -> StackText {
+        let mut out = StackText::default();
         let secs = http::unix_secs(t);
         let (memo_secs, mut text) = self.0.get();
         if memo_secs != secs {
             let s = http::http_date(t);
             match <[u8; 29]>::try_from(s.as_bytes()) {
                 Ok(b) => text = b,
-                // Years past 9999 do not fit the fixed form: no memo for them.
-                Err(_) => return out.extend_from_slice(s.as_bytes()),
+                // Years past 9999 do not fit the fixed form: no memo for them (a 12-digit
+                // year, the most a u64 of seconds gives, still fits the stack text).
+                Err(_) => {
+                    let _ = out.write_str(&s);
+                    return out;
+                }
             }
             self.0.set((secs, text));
         }
-        out.extend_from_slice(&text);
+        // The memo holds ASCII only (http_date's text).
+        let _ = out.write_str(std::str::from_utf8(&text).unwrap_or_default());
+        out
+    }
+
+    fn write(&self, out: &mut Vec<u8>, t: SystemTime) {
+        out.extend_from_slice(self.get(t).as_str().as_bytes());
+    }
+}
+
+/// A short text built on the stack (an ETag, an HTTP date): one allocation less per
+/// response. Writing past its 64 bytes fails and keeps what fit.
+struct StackText {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Default for StackText {
+    fn default() -> StackText {
+        StackText {
+            buf: [0; 64],
+            len: 0,
+        }
+    }
+}
+
+impl StackText {
+    fn as_str(&self) -> &str {
+        // Only whole `&str`s are ever copied in (see write_str).
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for StackText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
