@@ -220,7 +220,6 @@ impl Builder {
         let (driver, report) = Driver::open(&self, choice, id, bufs.as_ref())?;
         let lone_reads =
             report.backend == Backend::Uring && !self.disabled.contains(Feature::NowaitReads);
-        let eager_direct = report.backend == Backend::Uring;
         Ok(Engine {
             inner: Rc::new(Inner {
                 id,
@@ -239,7 +238,6 @@ impl Builder {
                 held_done: Cell::new(0),
                 detached_inline: Cell::new(0),
                 lone_reads,
-                eager_direct,
                 inline_writes: self.inline_file_writes,
                 direct: RefCell::new(crate::backend::DirectHints::default()),
                 finished: RefCell::new(Vec::new()),
@@ -307,8 +305,6 @@ pub(crate) struct Inner {
     /// instead of a ring round trip; a miss goes to the ring. Off with
     /// `Feature::NowaitReads` disabled.
     lone_reads: bool,
-    /// io_uring: transfers on `O_DIRECT` files are submitted at once (`submit_direct_now`).
-    eager_direct: bool,
     /// Positional file writes run inline, blocking (`Builder::inline_file_writes`).
     inline_writes: bool,
     /// Which descriptors are `O_DIRECT` (their `RWF_NOWAIT` reads wait for the device).
@@ -676,7 +672,8 @@ impl Inner {
             .submit(ud, op, &self.ctx(), &self.stats);
         match res {
             Ok(None) => {
-                if self.eager_direct {
+                // io_uring only: the epoll backend sends O_DIRECT transfers to its pool at once.
+                if self.report.backend == Backend::Uring {
                     self.submit_direct_now(op);
                 }
                 None

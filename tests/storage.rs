@@ -62,7 +62,6 @@ fn direct_supported(dir: &Path) -> bool {
     ok
 }
 
-/// The `n`-th test file: a pattern with no long zero runs (so nothing is mistaken for holes).
 /// Whether this kernel has `cachestat` (6.5), which the in-kernel copy needs.
 fn cachestat_works(path: &Path) -> bool {
     use std::os::fd::AsRawFd;
@@ -74,6 +73,7 @@ fn cachestat_works(path: &Path) -> bool {
     r == 0
 }
 
+/// The `n`-th test file: a pattern with no long zero runs (so nothing is mistaken for holes).
 fn data(len: usize, seed: u8) -> Vec<u8> {
     util::pattern(len, seed.wrapping_add(1))
         .iter()
@@ -92,21 +92,29 @@ both_backends! {
         let engine = engine(b, &pipeline);
         let in_kernel = pipeline.clone().in_kernel(true);
         for (i, &len) in SIZES.iter().enumerate() {
-          for opts in [&pipeline, &in_kernel] {
-            let src = dir.path(&format!("src-{len}"));
-            std::fs::write(&src, data(len, i as u8)).unwrap();
-            let dst = dir.path(&format!("dst-{len}"));
-            let report = copy_file_with(&engine, &src, &dst, opts).unwrap();
-            assert_eq!(report.bytes, len as u64, "bytes reported for {len}");
-            assert_eq!(report.len, len as u64, "length reported for {len}");
-            // The source was just written: every byte is cached.
-            let expect_in_kernel = if opts.get_in_kernel() && cachestat_works(&src) { len as u64 } else { 0 };
-            assert_eq!(report.in_kernel, expect_in_kernel, "bytes copied in the kernel for {len}");
-            let reference = dir.path(&format!("ref-{len}"));
-            coreutils_cp(&[&src, &reference]);
-            assert_eq!(read(&dst), read(&src), "copy of {len} bytes differs from the source");
-            assert_eq!(read(&dst), read(&reference), "copy of {len} bytes differs from coreutils cp's");
-          }
+            for opts in [&pipeline, &in_kernel] {
+                let src = dir.path(&format!("src-{len}"));
+                std::fs::write(&src, data(len, i as u8)).unwrap();
+                let dst = dir.path(&format!("dst-{len}"));
+                let report = copy_file_with(&engine, &src, &dst, opts).unwrap();
+                assert_eq!(report.bytes, len as u64, "bytes reported for {len}");
+                assert_eq!(report.len, len as u64, "length reported for {len}");
+                // The source was just written: every byte is cached.
+                let expect_in_kernel = if opts.get_in_kernel() && cachestat_works(&src) {
+                    len as u64
+                } else {
+                    0
+                };
+                assert_eq!(report.in_kernel, expect_in_kernel, "in-kernel bytes for {len}");
+                let reference = dir.path(&format!("ref-{len}"));
+                coreutils_cp(&[&src, &reference]);
+                assert_eq!(read(&dst), read(&src), "copy of {len} bytes differs from the source");
+                assert_eq!(
+                    read(&dst),
+                    read(&reference),
+                    "copy of {len} bytes differs from coreutils cp's"
+                );
+            }
         }
         util::assert_settled(&engine);
     }

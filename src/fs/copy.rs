@@ -745,7 +745,8 @@ impl<'a> Copy<'a> {
             match self.copy_range(off, len) {
                 Ok(done) if done == len => {}
                 // The source ended early (the pipeline finds out where), or the kernel refused
-                // the call: the pipeline takes the rest.
+                // the call: the pipeline takes the rest, the blocks that end past what was
+                // copied.
                 Ok(done) => {
                     rest.extend(
                         run.into_iter()
@@ -762,7 +763,6 @@ impl<'a> Copy<'a> {
                 }
             }
         }
-        // A partly copied range left its later blocks: they start past what was copied.
         self.queue = rest;
         Ok(())
     }
@@ -806,17 +806,22 @@ impl<'a> Copy<'a> {
                 break;
             }
             done += r as u64;
-            self.report.bytes += r as u64;
             self.report.in_kernel += r as u64;
             self.end = self.end.max(off + done);
-            if let Some(p) = &self.progress {
-                p(Progress {
-                    copied: self.report.bytes,
-                    total: self.total.max(self.report.bytes),
-                });
-            }
+            self.copied(r as u64);
         }
         Ok(done)
+    }
+
+    /// Counts `n` more bytes of data copied and tells the progress callback.
+    fn copied(&mut self, n: u64) {
+        self.report.bytes += n;
+        if let Some(p) = &self.progress {
+            p(Progress {
+                copied: self.report.bytes,
+                total: self.total.max(self.report.bytes),
+            });
+        }
     }
 
     fn next_job(&mut self) -> Option<Job> {
@@ -995,13 +1000,7 @@ impl<'a> Copy<'a> {
     /// `done` of the `data` bytes read for `job` are written: write the rest, or finish.
     fn written(&mut self, i: usize, job: Job, data: usize, done: usize) -> Stage {
         if done >= data {
-            self.report.bytes += data as u64;
-            if let Some(p) = &self.progress {
-                p(Progress {
-                    copied: self.report.bytes,
-                    total: self.total.max(self.report.bytes),
-                });
-            }
+            self.copied(data as u64);
             return Stage::Idle;
         }
         let off = job.off + done as u64;

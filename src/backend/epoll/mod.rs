@@ -522,22 +522,22 @@ impl Driver {
     /// Whether `fd` is a regular file or block device (always "ready" to epoll, so EAGAIN
     /// means the pool), found once per operation.
     fn is_file(&mut self, ud: u64, fd: RawFd, stats: &StatsCells) -> bool {
-        let Some(owner) = self.ops.get(&ud).map(|p| p.owner.clone()) else {
+        let Some(p) = self.ops.get(&ud) else {
             return false;
         };
+        if let Some(known) = p.file {
+            return known;
+        }
         // A number epoll already watches for this very descriptor is pollable: not a regular
         // file. No fstat then (one system call less per socket receive that would block).
-        let watched = self.watched_for(fd, &owner);
-        let Some(p) = self.ops.get_mut(&ud) else {
-            return false;
-        };
-        *p.file.get_or_insert_with(|| {
-            if watched {
-                return false;
-            }
+        let file = !self.watched_for(fd, &p.owner) && {
             StatsCells::bump(&stats.syscalls);
             matches!(file_type(fd), Some(libc::S_IFREG | libc::S_IFBLK))
-        })
+        };
+        if let Some(p) = self.ops.get_mut(&ud) {
+            p.file = Some(file);
+        }
+        file
     }
 
     /// Whether epoll's registration of `fd` was made for `owner`, a shared descriptor still
