@@ -178,14 +178,25 @@ both_backends! {
         let _watchdog = util::Watchdog::arm("a timer among busy tasks", Duration::from_secs(20));
         let rt = runtime(b);
         let fired = rt.block_on(async {
-            // Registered, then dropped: its deadline comes and goes with nobody waiting.
-            let mut early = Box::pin(time::sleep(Duration::from_millis(1)));
-            std::future::poll_fn(|cx| {
-                assert!(early.as_mut().poll(cx).is_pending());
-                Poll::Ready(())
-            })
-            .await;
-            drop(early);
+            // Registered, then dropped: its deadline comes and goes with nobody waiting. Under
+            // qemu's TCG the 1 ms can pass between creating the sleep and its first poll; only
+            // then may that poll be ready, and the test tries again.
+            loop {
+                let start = Instant::now();
+                let mut early = Box::pin(time::sleep(Duration::from_millis(1)));
+                let registered =
+                    std::future::poll_fn(|cx| Poll::Ready(early.as_mut().poll(cx).is_pending()))
+                        .await;
+                if registered {
+                    drop(early);
+                    break;
+                }
+                assert!(
+                    start.elapsed() >= Duration::from_millis(1),
+                    "a 1 ms sleep was ready after {:?}",
+                    start.elapsed()
+                );
+            }
             let stop = std::rc::Rc::new(std::cell::Cell::new(false));
             let s = stop.clone();
             let busy = rt::spawn(async move {
