@@ -43,12 +43,21 @@ CP=target/release/examples/cp
 $IOBENCH --file "$FILE" --size "$SIZE" --rw read --bs 1M --qd 1 --runtime 0.1 --json >/dev/null
 
 warm() { cat "$FILE" >/dev/null; }
+# Before a buffered job: write runs start from clean page cache (dirtying a clean page costs
+# several times re-dirtying a dirty one, so without this each write job would run faster
+# than the one before it), and every run reads the file back in just before it starts.
+prepare() {
+  local rw=$1 direct=$2
+  [ "$direct" = 1 ] && return
+  [[ $rw == *write ]] && sync
+  warm
+}
 
 # fio_job NAME RW BS QD DIRECT ENGINE [EXTRA...] -> one JSON line in $OUT
 fio_job() {
   local name=$1 rw=$2 bs=$3 qd=$4 direct=$5 engine=$6
   shift 6
-  [ "$direct" = 1 ] || warm
+  prepare "$rw" "$direct"
   local json
   json=$(taskset -c "$CPU" fio --name=job --filename="$FILE" --size="$SIZE" --rw="$rw" --bs="$bs" \
     --iodepth="$qd" --direct="$direct" --ioengine="$engine" --runtime="$RUNTIME" --time_based \
@@ -72,7 +81,8 @@ iob_job() {
   shift 5
   local extra=()
   [ "$direct" = 1 ] && extra+=(--direct)
-  # iobench warms a buffered file itself, just before its run.
+  # iobench also warms a buffered file itself, just before its run.
+  prepare "$rw" "$direct"
   local json
   json=$(taskset -c "$CPU" $IOBENCH --file "$FILE" --size "$SIZE" --rw "$rw" --bs "$bs" --qd "$qd" \
     --runtime "$RUNTIME" --json "${extra[@]}" "$@")
@@ -130,7 +140,9 @@ for round in $(seq 1 "$ROUNDS"); do
   if wanted direct; then workload randread 4k 32 1; fi
   if wanted sqpoll; then
     # SQPOLL: the kernel's submission thread on CPU 0, the job on CPU 1 (it burns CPU 0).
-    iob_job "iobench io_uring sqpoll" randread 4k 32 0 --backend uring --sqpoll-cpu 0
+    # fio's sqthread_poll turns on registerfiles by itself ("sqthread submission requires
+    # registered files", engines/io_uring.c), so the same options here are --fixed-files.
+    iob_job "iobench io_uring sqpoll" randread 4k 32 0 --backend uring --sqpoll-cpu 0 --fixed-files
     fio_job "fio io_uring sqpoll" randread 4k 32 0 io_uring --sqthread_poll=1 --sqthread_poll_cpu=0
   fi
   if wanted copy; then

@@ -355,6 +355,9 @@ both_backends! {
         let ops = field("ops") as u64;
         let written = field("blocks_written") as u64;
         assert!(ops > 0 && written > 0 && written <= ops, "{json}");
+        // Random runs visit every block once per pass (fio's random map): no block twice
+        // before all have been written.
+        assert_eq!(written, ops.min(size / bs), "{json}");
         // Check the counts against the file ourselves: the blocks holding the run's pattern
         // are as many as it reports, and every other block still holds the fill.
         let bytes = read(&file);
@@ -369,6 +372,20 @@ both_backends! {
             }
         }
         assert_eq!(seen, written, "blocks holding the write pattern vs blocks_written");
+        // Stopped at 700 of the 1024 blocks, a random write run has written 700 distinct
+        // blocks (independent draws would have hit about 500) and stops at its count.
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--file").arg(&file).args([
+            "--size", "4M", "--rw", "randwrite", "--bs", "4k", "--qd", "8", "--runtime", "30",
+            "--number-ios", "700", "--verify", "--json", "--seed", "777",
+            "--backend", backend_flag(&engine),
+        ]);
+        let run = util::run_child_within(&mut cmd, Duration::from_secs(60), "iobench");
+        assert!(run.status.success(), "iobench --number-ios failed: {}", run.stderr);
+        let json = run.stdout.trim();
+        assert!(json.contains("\"ops\":700,"), "{json}");
+        assert!(json.contains("\"blocks_written\":700,"), "{json}");
+        assert!(json.contains("\"verify_mismatches\":0"), "{json}");
         // A read run over the same file works and reports its reads.
         let mut cmd = Command::new(&bin);
         cmd.arg("--file").arg(&file).args([
