@@ -365,10 +365,9 @@ impl BlockOrder {
         let mask = (1u64 << self.half) - 1;
         let (mut l, mut r) = (x >> self.half, x & mask);
         for k in self.keys {
-            let mut z = r ^ k;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            (l, r) = (r, l ^ ((z ^ (z >> 31)) & mask));
+            // A round: multiply-shift hashing of the right half under the round's key.
+            let f = ((r ^ k).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) & mask;
+            (l, r) = (r, l ^ f);
         }
         (l << self.half) | r
     }
@@ -581,8 +580,11 @@ fn run(args: &Args, engine: &Engine, fd: Fd) -> io::Result<Outcome> {
             }
             slot.buf = Some(buf);
             if !stopping && issued < limit {
+                // The next block starts at the turn that reaped this one: one clock read per
+                // operation, as fio's. Its latency then includes the rest of this scan (a
+                // latency a little long, never short).
                 let off = next_off(&mut rng);
-                submit(slot, off, 0, Instant::now());
+                submit(slot, off, 0, now);
                 issued += 1;
                 busy += 1;
             }
