@@ -43,21 +43,21 @@ CP=target/release/examples/cp
 $IOBENCH --file "$FILE" --size "$SIZE" --rw read --bs 1M --qd 1 --runtime 0.1 --json >/dev/null
 
 warm() { cat "$FILE" >/dev/null; }
-# Before a buffered job: write runs start from clean page cache (dirtying a clean page costs
-# several times re-dirtying a dirty one, so without this each write job would run faster
-# than the one before it), and every run reads the file back in just before it starts.
+# Before every job: no dirty pages left by an earlier write job (dirtying a clean page costs
+# several times re-dirtying a dirty one, so each write job would otherwise run faster than
+# the one before it, and the flusher would compete with the O_DIRECT jobs that follow the
+# writes), and a buffered job reads the file back in just before it starts.
 prepare() {
-  local rw=$1 direct=$2
-  [ "$direct" = 1 ] && return
-  [[ $rw == *write ]] && sync
-  warm
+  local direct=$1
+  sync
+  if [ "$direct" != 1 ]; then warm; fi
 }
 
 # fio_job NAME RW BS QD DIRECT ENGINE [EXTRA...] -> one JSON line in $OUT
 fio_job() {
   local name=$1 rw=$2 bs=$3 qd=$4 direct=$5 engine=$6
   shift 6
-  prepare "$rw" "$direct"
+  prepare "$direct"
   local json
   json=$(taskset -c "$CPU" fio --name=job --filename="$FILE" --size="$SIZE" --rw="$rw" --bs="$bs" \
     --iodepth="$qd" --direct="$direct" --ioengine="$engine" --runtime="$RUNTIME" --time_based \
@@ -82,7 +82,7 @@ iob_job() {
   local extra=()
   [ "$direct" = 1 ] && extra+=(--direct)
   # iobench also warms a buffered file itself, just before its run.
-  prepare "$rw" "$direct"
+  prepare "$direct"
   local json
   json=$(taskset -c "$CPU" $IOBENCH --file "$FILE" --size "$SIZE" --rw "$rw" --bs "$bs" --qd "$qd" \
     --runtime "$RUNTIME" --json "${extra[@]}" "$@")

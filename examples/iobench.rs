@@ -334,7 +334,7 @@ impl Rng {
 ///
 /// The permutation is a keyed 4-round Feistel network over the smallest even bit width that
 /// covers the block count; values past the end walk the cycle until they land inside, which
-/// keeps it a bijection on `0..blocks` (under four steps on average).
+/// keeps it a bijection on `0..blocks` (at most four steps on average).
 struct BlockOrder {
     blocks: u64,
     half: u32,
@@ -581,8 +581,9 @@ fn run(args: &Args, engine: &Engine, fd: Fd) -> io::Result<Outcome> {
             slot.buf = Some(buf);
             if !stopping && issued < limit {
                 // The next block starts at the turn that reaped this one: one clock read per
-                // operation, as fio's. Its latency then includes the rest of this scan (a
-                // latency a little long, never short).
+                // turn serves as the end of what it reaped and the start of what it submits.
+                // A start can read early by up to one scan of the slots (and, where a submit
+                // reaps completions itself, as on io_uring with O_DIRECT, an end can too).
                 let off = next_off(&mut rng);
                 submit(slot, off, 0, now);
                 issued += 1;

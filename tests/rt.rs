@@ -178,9 +178,9 @@ both_backends! {
         let _watchdog = util::Watchdog::arm("a timer among busy tasks", Duration::from_secs(20));
         let rt = runtime(b);
         let fired = rt.block_on(async {
-            // Registered, then dropped: its deadline comes and goes with nobody waiting. Under
-            // qemu's TCG the 1 ms can pass between creating the sleep and its first poll; only
-            // then may that poll be ready, and the test tries again.
+            // Registered, then dropped: its deadline comes and goes with nobody waiting. The
+            // deadline is set inside the first poll, and under qemu's TCG 1 ms can pass before
+            // that same poll checks it; only then may the poll be ready, and the test retries.
             loop {
                 let start = Instant::now();
                 let mut early = Box::pin(time::sleep(Duration::from_millis(1)));
