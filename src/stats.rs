@@ -20,6 +20,8 @@ pub struct Stats {
     pub cancelled: u64,
     /// epoll backend: operations sent to the blocking pool.
     pub pool_jobs: u64,
+    /// epoll backend: `O_DIRECT` transfers handed to kernel AIO (`io_submit`) instead.
+    pub aio_jobs: u64,
     /// epoll backend: operations completed inline by a non-blocking attempt.
     pub inline_completions: u64,
     /// System calls made per operation by the engine: `io_uring_enter`s, and on the epoll
@@ -43,6 +45,7 @@ impl Stats {
             cq_overflows: self.cq_overflows - earlier.cq_overflows,
             cancelled: self.cancelled - earlier.cancelled,
             pool_jobs: self.pool_jobs - earlier.pool_jobs,
+            aio_jobs: self.aio_jobs - earlier.aio_jobs,
             inline_completions: self.inline_completions - earlier.inline_completions,
             syscalls: self.syscalls - earlier.syscalls,
             wait_timeouts: self.wait_timeouts - earlier.wait_timeouts,
@@ -68,6 +71,7 @@ pub(crate) struct StatsCells {
     pub(crate) cq_overflows: Cell<u64>,
     pub(crate) cancelled: Cell<u64>,
     pub(crate) pool_jobs: Cell<u64>,
+    pub(crate) aio_jobs: Cell<u64>,
     pub(crate) inline_completions: Cell<u64>,
     pub(crate) syscalls: Cell<u64>,
     pub(crate) wait_timeouts: Cell<u64>,
@@ -87,6 +91,7 @@ impl StatsCells {
             cq_overflows: self.cq_overflows.get(),
             cancelled: self.cancelled.get(),
             pool_jobs: self.pool_jobs.get(),
+            aio_jobs: self.aio_jobs.get(),
             inline_completions: self.inline_completions.get(),
             syscalls: self.syscalls.get(),
             wait_timeouts: self.wait_timeouts.get(),

@@ -12,9 +12,12 @@
 //! * [`Pool`] — a bounded, elastic thread pool for the syscalls epoll cannot
 //!   make non-blocking (regular-file I/O, `openat2`, `statx`, `fsync`, ...).
 //!   Finished jobs are collected in a list and announced through a [`Waker`].
+//! * [`Aio`] — kernel AIO (`io_submit` with `RWF_NOWAIT`) for `O_DIRECT` file
+//!   transfers without a thread each; completions arrive on an eventfd.
 //!
 //! Only APIs from the epoll/eventfd/pthread era are used (Linux 2.6.27+ for
-//! `epoll_create1` and `eventfd` flags).
+//! `epoll_create1` and `eventfd` flags), and AIO's `RWF_NOWAIT` (4.14) where
+//! the caller asks for [`Aio`].
 //!
 //! # A reactor loop
 //!
@@ -131,11 +134,13 @@ macro_rules! syscall {
     }};
 }
 
+pub mod aio;
 pub mod poller;
 pub mod pool;
 pub mod timer;
 pub mod waker;
 
+pub use aio::{Aio, AioOp};
 pub use poller::{Event, Events, Interest, Mode, Poller};
 pub use pool::{Done, Job, JobId, Pool, PoolConfig, RejectReason, Rejected};
 pub use timer::{TimerHeap, TimerId};

@@ -28,7 +28,8 @@ macro_rules! both_backends {
         $crate::backend_variant!(uring_no_fixed_buffers, Uring, [RegisteredBuffers], $($name)*);
         $crate::backend_variant!(uring_no_fixed_files, Uring, [FixedFiles], $($name)*);
         $crate::backend_variant!(uring_no_ext_arg, Uring, [ExtArg], $($name)*);
-        $crate::backend_variant!(epoll_no_nowait, Epoll, [NowaitReads], $($name)*);
+        // The plain fallback: no RWF_NOWAIT attempts, no kernel AIO; files on the pool only.
+        $crate::backend_variant!(epoll_no_nowait, Epoll, [NowaitReads, LinuxAio], $($name)*);
         $($(#[$meta])* fn $name($b: trueio::Builder) $body)*
     };
 }
@@ -155,6 +156,30 @@ fn assert_runs_without(b: &Builder, disabled: &[Feature]) {
                 assert_eq!(n.expect("probe read"), 6);
                 let st = probe.stats().since(&before);
                 st.inline_completions == 0 && st.pool_jobs == 1
+            }
+            Feature::LinuxAio => {
+                // Without kernel AIO an O_DIRECT read goes to the blocking pool.
+                let dir = TempDir::new("probe-aio");
+                dir.rw_file("d", &[7u8; 4096]);
+                let direct = {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    OpenOptions::new()
+                        .read(true)
+                        .custom_flags(libc::O_DIRECT)
+                        .open(dir.path("d"))
+                };
+                match direct {
+                    // No O_DIRECT on this filesystem: nothing could take the AIO path.
+                    Err(_) => true,
+                    Ok(f) => {
+                        let before = probe.stats();
+                        let buf = trueio::buf::AlignedBuf::with_capacity(4096);
+                        let (n, _) = run(&probe, Read::at(&f, buf, 0));
+                        assert_eq!(n.expect("probe O_DIRECT read"), 4096);
+                        let st = probe.stats().since(&before);
+                        st.pool_jobs == 1 && st.aio_jobs == 0
+                    }
+                }
             }
             other => panic!("no check for a disabled {other:?}: add one to util::variant"),
         };

@@ -24,8 +24,8 @@ use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use trueio_fallback::{
-    Done, Events, Interest as PInterest, JobId, Mode, Poller, Pool, PoolConfig, RejectReason,
-    TimerHeap, TimerId, Waker,
+    Aio, AioOp, Done, Events, Interest as PInterest, JobId, Mode, Poller, Pool, PoolConfig,
+    RejectReason, TimerHeap, TimerId, Waker,
 };
 
 use super::{Item, Link, RawCompletion, CQE_F_MORE};
@@ -37,6 +37,10 @@ use crate::op::{Interest, Plan, Syscall};
 use crate::stats::StatsCells;
 
 const WAKER_TOKEN: u64 = u64::MAX;
+/// The poller token of the AIO context's eventfd.
+const AIO_TOKEN: u64 = u64::MAX - 1;
+/// Requests one AIO context holds in flight; more go to the pool.
+const AIO_ENTRIES: u32 = 256;
 
 pub(crate) struct Driver {
     poller: Poller,
@@ -59,6 +63,16 @@ pub(crate) struct Driver {
     nowait: bool,
     /// Which descriptors are open with `O_DIRECT`, by number (see [`DirectHints`]).
     direct: crate::backend::DirectHints,
+    /// Kernel AIO for `O_DIRECT` transfers, set up at the first one.
+    aio: AioSlot,
+    aio_done: Vec<(u64, i64)>,
+}
+
+/// The AIO context: not tried yet, set up, or refused (disabled, or the kernel said no).
+enum AioSlot {
+    Untried,
+    On(Aio),
+    Off,
 }
 
 /// Pending operations by user_data, indexed by the engine's slab key (the low 32 bits): no
@@ -142,6 +156,8 @@ enum State {
     Pool(JobId),
     /// Waiting for room in the pool.
     Overflow,
+    /// Submitted to the kernel's AIO context (an `O_DIRECT` transfer).
+    Aio,
     /// On the timer heap.
     Timer(TimerId),
 }
@@ -190,6 +206,11 @@ impl Driver {
         let threads = cfg.threads;
         let pool = Pool::new(cfg, waker.clone())?;
         let nowait = !b.disabled.contains(Feature::NowaitReads);
+        let aio = if b.disabled.contains(Feature::LinuxAio) {
+            AioSlot::Off
+        } else {
+            AioSlot::Untried
+        };
 
         let mut report = Report::new(Backend::Epoll, reason);
         report.registered_buffers = match bufs {
@@ -215,6 +236,14 @@ impl Driver {
             "preadv2/pwritev2 with RWF_NOWAIT inline (page-cache hit), else the blocking pool"
         } else {
             "blocking pool (RWF_NOWAIT attempts disabled)"
+        };
+        let file_path = if matches!(aio, AioSlot::Off) {
+            format!("{file_path}; O_DIRECT: the blocking pool (kernel AIO disabled)")
+        } else {
+            format!(
+                "{file_path}; O_DIRECT: kernel AIO (io_submit with RWF_NOWAIT, up to \
+                 {AIO_ENTRIES} in flight) where the kernel allows it, else the pool"
+            )
         };
         report.paths = vec![
             ("nop", "completes inline".into()),
@@ -262,6 +291,8 @@ impl Driver {
                 pool_done: Vec::new(),
                 nowait,
                 direct: crate::backend::DirectHints::default(),
+                aio,
+                aio_done: Vec::new(),
             },
             report,
         ))
@@ -442,9 +473,13 @@ impl Driver {
         };
         let plain = (p.plain || !self.nowait || self.direct.is_refused(fd)) && !sys.never_blocks();
         let known_file = p.file;
-        if known_file == Some(true) || self.direct.is_direct(fd, stats) {
+        let direct = self.direct.is_direct(fd, stats);
+        if direct && self.submit_aio(ud, sys, stats) {
+            return;
+        }
+        if known_file == Some(true) || direct {
             // A regular file whose data was not cached, or an O_DIRECT file (whose
-            // RWF_NOWAIT calls wait for the device): the pool.
+            // RWF_NOWAIT calls wait for the device) that AIO did not take: the pool.
             return self.send_to_pool(ud, sys, stats);
         }
         if plain {
@@ -673,6 +708,100 @@ impl Driver {
         Ok(())
     }
 
+    /// Hands a positional transfer on an `O_DIRECT` file to the kernel's AIO context (set up
+    /// at the first one); false when AIO is off, full or refuses it (the pool takes it).
+    fn submit_aio(&mut self, ud: u64, sys: Syscall, stats: &StatsCells) -> bool {
+        let op = match sys {
+            Syscall::Read { fd, buf, len, off } if off >= 0 => AioOp::Read { fd, buf, len, off },
+            Syscall::Write { fd, buf, len, off } if off >= 0 => AioOp::Write { fd, buf, len, off },
+            Syscall::Readv { fd, iov, cnt, off } if off >= 0 => AioOp::Readv { fd, iov, cnt, off },
+            Syscall::Writev { fd, iov, cnt, off } if off >= 0 => {
+                AioOp::Writev { fd, iov, cnt, off }
+            }
+            _ => return false,
+        };
+        if matches!(self.aio, AioSlot::Untried) {
+            StatsCells::bump(&stats.syscalls);
+            self.aio = match Aio::new(AIO_ENTRIES) {
+                Ok(aio) => {
+                    match self
+                        .poller
+                        .add(aio.fd(), AIO_TOKEN, PInterest::READABLE, Mode::Edge)
+                    {
+                        Ok(()) => AioSlot::On(aio),
+                        Err(_) => AioSlot::Off,
+                    }
+                }
+                // Missing (ENOSYS), forbidden (EPERM) or fs.aio-max-nr used up (EAGAIN):
+                // the pool, as before.
+                Err(_) => AioSlot::Off,
+            };
+        }
+        let AioSlot::On(aio) = &mut self.aio else {
+            return false;
+        };
+        if !aio.has_room() {
+            return false;
+        }
+        StatsCells::bump(&stats.syscalls);
+        // SAFETY: the buffers (and iovec arrays) `sys` names belong to the operation `ud`,
+        // which the engine keeps, untouched, until its completion has been reaped here (or,
+        // at the engine's drop, leaks; the AIO context's drop waits for the kernel).
+        match unsafe { aio.submit(ud, op) } {
+            Ok(()) => {
+                StatsCells::bump(&stats.aio_jobs);
+                if let Some(p) = self.ops.get_mut(&ud) {
+                    p.state = State::Aio;
+                }
+                true
+            }
+            // Before 4.14 io_submit refuses RWF_NOWAIT as an unknown flag (EINVAL): no
+            // AIO on this kernel (once nothing is in flight there: dropping the context waits
+            // for its requests, whose completions must be reaped first). Other refusals
+            // (EOPNOTSUPP: a file without RWF_NOWAIT; EAGAIN: the context is full) send only
+            // this transfer to the pool.
+            Err(e) => {
+                if e.raw_os_error() == Some(libc::EINVAL) && aio.in_flight() == 0 {
+                    self.aio = AioSlot::Off;
+                }
+                false
+            }
+        }
+    }
+
+    /// Completes what the AIO context finished; a request that would have blocked
+    /// (`-EAGAIN` under `RWF_NOWAIT`) goes to the pool instead.
+    fn reap_aio(&mut self, stats: &StatsCells) {
+        let AioSlot::On(aio) = &mut self.aio else {
+            return;
+        };
+        StatsCells::bump(&stats.syscalls);
+        let mut done = std::mem::take(&mut self.aio_done);
+        if aio.reap(&mut done).is_err() {
+            self.aio_done = done;
+            return;
+        }
+        for (ud, res) in done.drain(..) {
+            let Some(p) = self.ops.get(&ud) else { continue };
+            if !matches!(p.state, State::Aio) {
+                continue;
+            }
+            if res == -(libc::EAGAIN as i64) {
+                match self.pool_syscall(ud) {
+                    Some(sys) => self.send_to_pool(ud, sys, stats),
+                    None => self.complete(ud, -libc::EAGAIN, stats),
+                }
+            } else {
+                self.complete(
+                    ud,
+                    res.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
+                    stats,
+                );
+            }
+        }
+        self.aio_done = done;
+    }
+
     fn send_to_pool(&mut self, ud: u64, sys: Syscall, stats: &StatsCells) {
         if let Syscall::Close { fd } = sys {
             // Leave epoll before the number can be reused.
@@ -848,6 +977,9 @@ impl Driver {
                 }
                 None => -libc::EALREADY,
             },
+            // With the device: AIO cannot take it back (io_cancel refuses block I/O); it
+            // completes on its own, as a running pool job does.
+            State::Aio => -libc::EALREADY,
             State::Timer(id) => {
                 self.timers.cancel(id);
                 self.counting.retain(|x| *x != target);
@@ -946,9 +1078,14 @@ impl Driver {
             StatsCells::bump(&stats.syscalls);
             self.poller.wait(&mut self.events, t)?;
             let mut woke = false;
+            let mut aio = false;
             for ev in self.events.iter() {
                 if ev.token() == WAKER_TOKEN {
                     woke = true;
+                    continue;
+                }
+                if ev.token() == AIO_TOKEN {
+                    aio = true;
                     continue;
                 }
                 let fd = ev.token() as RawFd;
@@ -974,6 +1111,9 @@ impl Driver {
                 }
                 self.pool_done = done;
                 self.pump_overflow(stats);
+            }
+            if aio {
+                self.reap_aio(stats);
             }
             self.run_ready(stats);
             self.fire_timers(stats);
