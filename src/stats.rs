@@ -20,7 +20,8 @@ pub struct Stats {
     pub cancelled: u64,
     /// epoll backend: operations sent to the blocking pool.
     pub pool_jobs: u64,
-    /// epoll backend: `O_DIRECT` transfers handed to kernel AIO (`io_submit`) instead.
+    /// epoll backend: `O_DIRECT` transfers handed to kernel AIO (`io_submit`) instead (one
+    /// that comes back "would block" goes to the pool and is counted there too).
     pub aio_jobs: u64,
     /// epoll backend: operations completed inline by a non-blocking attempt.
     pub inline_completions: u64,

@@ -3,9 +3,11 @@
 //!
 //! Linux AIO is only truly asynchronous for `O_DIRECT` files; on a buffered file `io_submit`
 //! does the work before it returns. Every request here is submitted with `RWF_NOWAIT`
-//! (4.14), so a request that would have to block (a full device queue, a block allocation,
-//! an unaligned or extending write) completes at once with `-EAGAIN` instead of stalling the
-//! submitting thread; the caller then runs it elsewhere (a blocking pool).
+//! (4.13), so a request that would have to block (a full device queue, a block allocation,
+//! an extending write, a write that must update the file's times) completes at once with
+//! `-EAGAIN` instead of stalling the submitting thread, and one on a device that takes no
+//! non-blocking requests with `-EOPNOTSUPP`; the caller then runs it elsewhere (a blocking
+//! pool).
 //!
 //! Completions are announced on an `eventfd` (`IOCB_FLAG_RESFD`): register [`Aio::fd`] in a
 //! [`Poller`](crate::Poller) for [`Interest::READABLE`](crate::Interest::READABLE), and when
@@ -142,6 +144,7 @@ pub struct Aio {
     efd: OwnedFd,
     capacity: usize,
     in_flight: usize,
+    submitted: u64,
     events: Vec<IoEvent>,
 }
 
@@ -180,6 +183,7 @@ impl Aio {
             efd,
             capacity: entries as usize,
             in_flight: 0,
+            submitted: 0,
             events: vec![IoEvent::default(); (entries as usize).min(256)],
         })
     }
@@ -192,6 +196,11 @@ impl Aio {
     /// Requests submitted and not yet reaped.
     pub fn in_flight(&self) -> usize {
         self.in_flight
+    }
+
+    /// Requests this context has taken since it was set up.
+    pub fn submitted(&self) -> u64 {
+        self.submitted
     }
 
     /// Whether another request fits (the context was sized for `entries`).
@@ -247,6 +256,7 @@ impl Aio {
         match r {
             1 => {
                 self.in_flight += 1;
+                self.submitted += 1;
                 Ok(())
             }
             r if r < 0 => Err(io::Error::last_os_error()),
@@ -255,8 +265,11 @@ impl Aio {
     }
 
     /// Appends every finished request as `(token, result)` (bytes, or `-errno`; `-EAGAIN`
-    /// means it would have blocked and did nothing) and returns how many. Resets the eventfd
-    /// first, so a completion that lands during the call fires it again.
+    /// means it would have blocked and did nothing, `-EOPNOTSUPP` that the device takes no
+    /// non-blocking requests: run those elsewhere) and returns how many. Resets the eventfd
+    /// first, so a completion that lands during the call fires it again. On an error the
+    /// eventfd is signalled again, so that what was not reaped is not forgotten; what was
+    /// appended before it is still in `out`.
     pub fn reap(&mut self, out: &mut Vec<(u64, i64)>) -> io::Result<usize> {
         let mut count = [0u8; 8];
         // SAFETY: reads at most 8 bytes into the array on this frame; EAGAIN (nothing
@@ -285,6 +298,9 @@ impl Aio {
                 if e.raw_os_error() == Some(libc::EINTR) {
                     continue;
                 }
+                let one = 1u64.to_ne_bytes();
+                // SAFETY: writes 8 bytes from the array on this frame to our eventfd.
+                unsafe { libc::write(self.efd.as_raw_fd(), one.as_ptr().cast(), 8) };
                 return Err(e);
             }
             let n = n as usize;

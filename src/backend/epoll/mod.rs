@@ -712,6 +712,7 @@ impl Driver {
     /// at the first one); false when AIO is off, full or refuses it (the pool takes it).
     fn submit_aio(&mut self, ud: u64, sys: Syscall, stats: &StatsCells) -> bool {
         let op = match sys {
+            _ if self.direct.is_refused(sys_fd(sys)) => return false,
             Syscall::Read { fd, buf, len, off } if off >= 0 => AioOp::Read { fd, buf, len, off },
             Syscall::Write { fd, buf, len, off } if off >= 0 => AioOp::Write { fd, buf, len, off },
             Syscall::Readv { fd, iov, cnt, off } if off >= 0 => AioOp::Readv { fd, iov, cnt, off },
@@ -721,7 +722,10 @@ impl Driver {
             _ => return false,
         };
         if matches!(self.aio, AioSlot::Untried) {
-            StatsCells::bump(&stats.syscalls);
+            // eventfd, io_setup, epoll_ctl.
+            for _ in 0..3 {
+                StatsCells::bump(&stats.syscalls);
+            }
             self.aio = match Aio::new(AIO_ENTRIES) {
                 Ok(aio) => {
                     match self
@@ -755,41 +759,50 @@ impl Driver {
                 }
                 true
             }
-            // Before 4.14 io_submit refuses RWF_NOWAIT as an unknown flag (EINVAL): no
-            // AIO on this kernel (once nothing is in flight there: dropping the context waits
-            // for its requests, whose completions must be reaped first). Other refusals
-            // (EOPNOTSUPP: a file without RWF_NOWAIT; EAGAIN: the context is full) send only
-            // this transfer to the pool.
+            // A kernel from before RWF_NOWAIT in AIO (4.13/4.14) refuses the field with
+            // EINVAL: no AIO on this kernel, if the context never took a request (a malformed
+            // one gives EINVAL too; and a context with requests in flight must stay to reap
+            // them). EOPNOTSUPP: this file takes no RWF_NOWAIT (NFS, FUSE): not again for
+            // the descriptor. Other refusals (EAGAIN: the context is full) send only this
+            // transfer to the pool.
             Err(e) => {
-                if e.raw_os_error() == Some(libc::EINVAL) && aio.in_flight() == 0 {
-                    self.aio = AioSlot::Off;
+                match e.raw_os_error() {
+                    Some(libc::EINVAL) if aio.submitted() == 0 => self.aio = AioSlot::Off,
+                    Some(libc::EOPNOTSUPP) => self.direct.refused(sys_fd(sys)),
+                    _ => {}
                 }
                 false
             }
         }
     }
 
-    /// Completes what the AIO context finished; a request that would have blocked
-    /// (`-EAGAIN` under `RWF_NOWAIT`) goes to the pool instead.
+    /// Completes what the AIO context finished. A request that would have blocked
+    /// (`-EAGAIN` under `RWF_NOWAIT`) or whose device takes no `REQ_NOWAIT` (`-EOPNOTSUPP`
+    /// from the block layer: device-mapper and md on many kernels; its descriptor then
+    /// skips AIO) goes to the pool instead, as io_uring reissues those itself.
     fn reap_aio(&mut self, stats: &StatsCells) {
         let AioSlot::On(aio) = &mut self.aio else {
             return;
         };
         StatsCells::bump(&stats.syscalls);
         let mut done = std::mem::take(&mut self.aio_done);
-        if aio.reap(&mut done).is_err() {
-            self.aio_done = done;
-            return;
-        }
+        // On an error (EFAULT/EINVAL: not expected) `reap` re-arms the eventfd, so what it
+        // did not collect is reaped at the next wait; what it did is dispatched now.
+        let _ = aio.reap(&mut done);
         for (ud, res) in done.drain(..) {
             let Some(p) = self.ops.get(&ud) else { continue };
             if !matches!(p.state, State::Aio) {
                 continue;
             }
-            if res == -(libc::EAGAIN as i64) {
+            if res == -(libc::EAGAIN as i64) || res == -(libc::EOPNOTSUPP as i64) {
                 match self.pool_syscall(ud) {
-                    Some(sys) => self.send_to_pool(ud, sys, stats),
-                    None => self.complete(ud, -libc::EAGAIN, stats),
+                    Some(sys) => {
+                        if res == -(libc::EOPNOTSUPP as i64) {
+                            self.direct.refused(sys_fd(sys));
+                        }
+                        self.send_to_pool(ud, sys, stats)
+                    }
+                    None => self.complete(ud, res as i32, stats),
                 }
             } else {
                 self.complete(
@@ -1147,5 +1160,16 @@ impl Drop for Driver {
     fn drop(&mut self) {
         // Queued jobs never ran: nothing points at their memory any more.
         drop(self.pool.shutdown());
+    }
+}
+
+/// The descriptor of a positional transfer (-1 for anything else).
+fn sys_fd(sys: Syscall) -> RawFd {
+    match sys {
+        Syscall::Read { fd, .. }
+        | Syscall::Write { fd, .. }
+        | Syscall::Readv { fd, .. }
+        | Syscall::Writev { fd, .. } => fd,
+        _ => -1,
     }
 }
