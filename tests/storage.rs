@@ -332,15 +332,19 @@ both_backends! {
         let engine = Builder::build(b).unwrap();
         let (size, bs) = (4u64 << 20, 4096u64);
         let bin = util::example_binary("iobench");
-        let mut cmd = Command::new(&bin);
-        cmd.arg("--file").arg(&file).args([
+        // Runs iobench on the test file and this variant's backend; its standard output.
+        let iobench = |args: &[&str]| -> String {
+            let mut cmd = Command::new(&bin);
+            cmd.arg("--file").arg(&file).args(args).args(["--backend", backend_flag(&engine)]);
+            let run = util::run_child_within(&mut cmd, Duration::from_secs(60), "iobench");
+            assert!(run.status.success(), "iobench {args:?} failed: {}", run.stderr);
+            run.stdout.trim().to_string()
+        };
+        let json = iobench(&[
             "--size", "4M", "--rw", "randwrite", "--bs", "4k", "--qd", "8", "--runtime", "0.3",
             "--fixed-bufs", "--fixed-files", "--verify", "--json", "--seed", "12345",
-            "--backend", backend_flag(&engine),
         ]);
-        let run = util::run_child_within(&mut cmd, Duration::from_secs(60), "iobench");
-        assert!(run.status.success(), "iobench failed: {}", run.stderr);
-        let json = run.stdout.trim();
+        let json = json.as_str();
         for key in ["iops", "mb_per_s", "lat_p50_us", "lat_p99_us", "lat_p999_us", "usr_s", "sys_s", "syscalls_per_op", "backend"] {
             assert!(json.contains(&format!("\"{key}\":")), "key {key} missing from {json}");
         }
@@ -374,27 +378,18 @@ both_backends! {
         assert_eq!(seen, written, "blocks holding the write pattern vs blocks_written");
         // Stopped at 700 of the 1024 blocks, a random write run has written 700 distinct
         // blocks (independent draws would have hit about 500) and stops at its count.
-        let mut cmd = Command::new(&bin);
-        cmd.arg("--file").arg(&file).args([
+        let json = iobench(&[
             "--size", "4M", "--rw", "randwrite", "--bs", "4k", "--qd", "8", "--runtime", "30",
             "--number-ios", "700", "--verify", "--json", "--seed", "777",
-            "--backend", backend_flag(&engine),
         ]);
-        let run = util::run_child_within(&mut cmd, Duration::from_secs(60), "iobench");
-        assert!(run.status.success(), "iobench --number-ios failed: {}", run.stderr);
-        let json = run.stdout.trim();
         assert!(json.contains("\"ops\":700,"), "{json}");
         assert!(json.contains("\"blocks_written\":700,"), "{json}");
         assert!(json.contains("\"verify_mismatches\":0"), "{json}");
         // A read run over the same file works and reports its reads.
-        let mut cmd = Command::new(&bin);
-        cmd.arg("--file").arg(&file).args([
+        let json = iobench(&[
             "--size", "4M", "--rw", "randread", "--bs", "4k", "--qd", "4", "--runtime", "0.2", "--json",
-            "--backend", backend_flag(&engine),
         ]);
-        let run = util::run_child_within(&mut cmd, Duration::from_secs(60), "iobench");
-        assert!(run.status.success(), "iobench randread failed: {}", run.stderr);
-        assert!(run.stdout.contains("\"rw\":\"randread\""), "{}", run.stdout);
+        assert!(json.contains("\"rw\":\"randread\""), "{json}");
     }
 }
 
