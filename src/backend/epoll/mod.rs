@@ -264,7 +264,7 @@ impl Driver {
             ("close", "blocking pool".into()),
             ("statx", "blocking pool".into()),
             ("timeout", "timer heap, epoll_wait timeout".into()),
-            ("cancel", "queued or waiting: ECANCELED; running on the pool: its result".into()),
+            ("cancel", "queued or waiting: ECANCELED; running on the pool or with AIO: its result".into()),
             ("poll", "epoll readiness".into()),
             ("splice", "SPLICE_F_NONBLOCK now, on EAGAIN wait for the pipe end".into()),
             (
