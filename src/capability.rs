@@ -43,7 +43,7 @@ pub enum Feature {
     ExtArg,
     /// `RWF_NOWAIT` inline attempts on the epoll backend (4.14 for reads).
     NowaitReads,
-    /// Kernel AIO (`io_submit` with `RWF_NOWAIT`, 4.14) for `O_DIRECT` file transfers on the
+    /// Kernel AIO (`io_submit` with `RWF_NOWAIT`, 4.13) for `O_DIRECT` file transfers on the
     /// epoll backend, instead of a pool thread each.
     LinuxAio,
 }

@@ -1086,9 +1086,7 @@ impl<T: Op> Ticket<T> {
     pub fn try_take(&mut self) -> Option<T::Output> {
         self.op.as_ref()?;
         if self.key == DONE_KEY {
-            let op = self.op.take()?;
-            self.inner.held_done.set(self.inner.held_done.get() - 1);
-            return Some(op.complete(self.gen as i32, 0));
+            return self.take_done();
         }
         let (res, flags) = {
             let mut ops = self.inner.ops.borrow_mut();
@@ -1100,6 +1098,13 @@ impl<T: Op> Ticket<T> {
             (res, flags)
         };
         self.op.take().map(|op| op.complete(res, flags))
+    }
+
+    /// The output of a ticket that completed at its submission (its result is in `gen`).
+    fn take_done(&mut self) -> Option<T::Output> {
+        let op = self.op.take()?;
+        self.inner.held_done.set(self.inner.held_done.get() - 1);
+        Some(op.complete(self.gen as i32, 0))
     }
 
     /// `Ready` once the final completion has arrived (the output stays in the ticket);
@@ -1169,13 +1174,12 @@ impl<T: Op> Future for Ticket<T> {
 
 impl<T: Op> Drop for Ticket<T> {
     fn drop(&mut self) {
-        let Some(op) = self.op.take() else { return };
         if self.key == DONE_KEY {
             // Completed at once: build the output to release what it holds.
-            self.inner.held_done.set(self.inner.held_done.get() - 1);
-            drop(op.complete(self.gen as i32, 0));
+            drop(self.take_done());
             return;
         }
+        let Some(op) = self.op.take() else { return };
         let done = {
             let mut ops = self.inner.ops.borrow_mut();
             let Some(e) = ops.get_mut(self.key) else {

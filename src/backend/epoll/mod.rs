@@ -726,20 +726,15 @@ impl Driver {
             for _ in 0..3 {
                 StatsCells::bump(&stats.syscalls);
             }
-            self.aio = match Aio::new(AIO_ENTRIES) {
-                Ok(aio) => {
-                    match self
-                        .poller
-                        .add(aio.fd(), AIO_TOKEN, PInterest::READABLE, Mode::Edge)
-                    {
-                        Ok(()) => AioSlot::On(aio),
-                        Err(_) => AioSlot::Off,
-                    }
-                }
-                // Missing (ENOSYS), forbidden (EPERM) or fs.aio-max-nr used up (EAGAIN):
-                // the pool, as before.
-                Err(_) => AioSlot::Off,
-            };
+            // Missing (ENOSYS), forbidden (EPERM) or fs.aio-max-nr used up (EAGAIN): the
+            // pool, as before.
+            let poller = &self.poller;
+            self.aio = Aio::new(AIO_ENTRIES)
+                .and_then(|aio| {
+                    poller.add(aio.fd(), AIO_TOKEN, PInterest::READABLE, Mode::Edge)?;
+                    Ok(aio)
+                })
+                .map_or(AioSlot::Off, AioSlot::On);
         }
         let AioSlot::On(aio) = &mut self.aio else {
             return false;
@@ -794,22 +789,16 @@ impl Driver {
             if !matches!(p.state, State::Aio) {
                 continue;
             }
-            if res == -(libc::EAGAIN as i64) || res == -(libc::EOPNOTSUPP as i64) {
-                match self.pool_syscall(ud) {
-                    Some(sys) => {
-                        if res == -(libc::EOPNOTSUPP as i64) {
-                            self.direct.refused(sys_fd(sys));
-                        }
-                        self.send_to_pool(ud, sys, stats)
+            // The kernel caps a transfer at MAX_RW_COUNT: the result fits an i32.
+            let res = res.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+            match (res, self.pool_syscall(ud)) {
+                (r, Some(sys)) if r == -libc::EAGAIN || r == -libc::EOPNOTSUPP => {
+                    if r == -libc::EOPNOTSUPP {
+                        self.direct.refused(sys_fd(sys));
                     }
-                    None => self.complete(ud, res as i32, stats),
+                    self.send_to_pool(ud, sys, stats);
                 }
-            } else {
-                self.complete(
-                    ud,
-                    res.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
-                    stats,
-                );
+                (r, _) => self.complete(ud, r, stats),
             }
         }
         self.aio_done = done;
