@@ -716,7 +716,9 @@ impl Inner {
         }
         StatsCells::bump(&self.stats.syscalls);
         Some(match op.plan(&self.ctx()) {
-            Ok(Plan::Pool(sys)) => sys.run(false),
+            // SAFETY: `op` is borrowed for this frame, so what its plan points at is alive,
+            // and nothing else (no kernel, no pool thread) has it.
+            Ok(Plan::Pool(sys)) => unsafe { sys.run(false) },
             Ok(_) => return None,
             Err(errno) => -errno,
         })
@@ -735,7 +737,8 @@ impl Inner {
             return None;
         }
         StatsCells::bump(&self.stats.syscalls);
-        let r = sys.run(true);
+        // SAFETY: `op` is borrowed for this frame and was handed to nobody else.
+        let r = unsafe { sys.run(true) };
         if r == -libc::EOPNOTSUPP {
             // This filesystem does not do RWF_NOWAIT: stop trying on this descriptor.
             self.direct.borrow_mut().refused(fd);
@@ -758,7 +761,8 @@ impl Inner {
             }
         }
         StatsCells::bump(&self.stats.syscalls);
-        sys.run_positional_write()
+        // SAFETY: `op` is borrowed for this frame and was handed to nobody else.
+        unsafe { sys.run_positional_write() }
     }
 
     /// Submits a single-shot operation. One that completes at once (inline, or refused

@@ -2,7 +2,7 @@ use std::io;
 
 use io_uring::{opcode, squeue};
 
-use super::{result, BuildCtx, Op, Plan};
+use super::{result, BuildCtx, Op, OpImpl, Plan};
 use crate::engine::Ticket;
 
 /// Asks the engine to cancel another operation (`IORING_OP_ASYNC_CANCEL`).
@@ -28,7 +28,9 @@ impl Cancel {
 
 impl Op for Cancel {
     type Output = io::Result<()>;
+}
 
+impl OpImpl for Cancel {
     fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         Ok(opcode::AsyncCancel::new(self.user_data).build())
     }
@@ -43,7 +45,7 @@ impl Op for Cancel {
         Some(self.user_data)
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+    fn complete(self, res: i32, _flags: u32) -> <Self as Op>::Output {
         result(res).map(|_| ())
     }
 }

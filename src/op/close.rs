@@ -3,7 +3,7 @@ use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
 
 use io_uring::{opcode, squeue, types};
 
-use super::{result, BuildCtx, Op, Plan, Syscall};
+use super::{result, BuildCtx, Op, OpImpl, Plan, Syscall};
 use crate::fd::FixedFile;
 
 /// Closes a descriptor, or empties a fixed-file slot.
@@ -58,7 +58,9 @@ impl Close {
 
 impl Op for Close {
     type Output = io::Result<()>;
+}
 
+impl OpImpl for Close {
     fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         if let CloseTarget::Fixed(f) = &self.target {
             if ctx.fixed_files_native {
@@ -83,7 +85,7 @@ impl Op for Close {
         }))
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+    fn complete(self, res: i32, _flags: u32) -> <Self as Op>::Output {
         result(res).map(|_| ())
     }
 }

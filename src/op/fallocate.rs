@@ -2,7 +2,7 @@ use std::io;
 
 use io_uring::{opcode, squeue};
 
-use super::{result, with_target, BuildCtx, Op, Plan, Syscall};
+use super::{result, with_target, BuildCtx, Op, OpImpl, Plan, Syscall};
 use crate::fd::Fd;
 
 /// Allocates (or with `mode` flags such as `FALLOC_FL_PUNCH_HOLE`, deallocates) file space.
@@ -28,7 +28,9 @@ impl Fallocate {
 
 impl Op for Fallocate {
     type Output = io::Result<()>;
+}
 
+impl OpImpl for Fallocate {
     fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         let Fallocate {
             fd,
@@ -56,7 +58,7 @@ impl Op for Fallocate {
         }))
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+    fn complete(self, res: i32, _flags: u32) -> <Self as Op>::Output {
         result(res).map(|_| ())
     }
 }

@@ -2,7 +2,7 @@ use std::io;
 
 use io_uring::{opcode, squeue};
 
-use super::{with_target, BuildCtx, Op, Plan, Read, Syscall, Write};
+use super::{with_target, BuildCtx, Op, OpImpl, Plan, Read, Syscall, Write};
 use crate::buf::{FixedBuf, IoBuf, IoBufMut};
 use crate::fd::Fd;
 
@@ -30,7 +30,9 @@ impl<B: IoBufMut> ReadFixed<B> {
 
 impl<B: IoBufMut> Op for ReadFixed<B> {
     type Output = (io::Result<usize>, B);
+}
 
+impl<B: IoBufMut> OpImpl for ReadFixed<B> {
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
         self.0.fd_owner()
     }
@@ -60,7 +62,7 @@ impl<B: IoBufMut> Op for ReadFixed<B> {
         self.0.file_fd(ctx)
     }
 
-    fn complete(self, res: i32, flags: u32) -> Self::Output {
+    fn complete(self, res: i32, flags: u32) -> <Self as Op>::Output {
         self.0.complete(res, flags)
     }
 }
@@ -84,7 +86,9 @@ impl<B: IoBuf> WriteFixed<B> {
 
 impl<B: IoBuf> Op for WriteFixed<B> {
     type Output = (io::Result<usize>, B);
+}
 
+impl<B: IoBuf> OpImpl for WriteFixed<B> {
     fn file_fd(&self, ctx: &BuildCtx<'_>) -> Option<std::os::fd::RawFd> {
         self.0.file_fd(ctx)
     }
@@ -114,7 +118,7 @@ impl<B: IoBuf> Op for WriteFixed<B> {
         self.0.inline_write(ctx)
     }
 
-    fn complete(self, res: i32, flags: u32) -> Self::Output {
+    fn complete(self, res: i32, flags: u32) -> <Self as Op>::Output {
         self.0.complete(res, flags)
     }
 }

@@ -2,7 +2,7 @@ use std::io;
 
 use io_uring::{opcode, squeue, types::FsyncFlags};
 
-use super::{result, with_target, BuildCtx, Op, Plan, Syscall};
+use super::{result, with_target, BuildCtx, Op, OpImpl, Plan, Syscall};
 use crate::fd::Fd;
 
 /// Flushes a file's data (and metadata, unless `data_only`) to stable storage.
@@ -32,7 +32,9 @@ impl Fsync {
 
 impl Op for Fsync {
     type Output = io::Result<()>;
+}
 
+impl OpImpl for Fsync {
     fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         let Fsync { fd, datasync } = self;
         let flags = if *datasync {
@@ -52,7 +54,7 @@ impl Op for Fsync {
         }))
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+    fn complete(self, res: i32, _flags: u32) -> <Self as Op>::Output {
         result(res).map(|_| ())
     }
 }

@@ -13,14 +13,6 @@
 //! [`Engine::submit`]: crate::Engine::submit
 
 use std::io;
-use std::os::fd::RawFd;
-use std::time::Duration;
-
-use io_uring::squeue;
-
-use std::rc::Rc;
-
-use crate::fd::{Fd, FileTable, Target};
 
 mod cancel;
 mod close;
@@ -30,7 +22,9 @@ mod fsync;
 pub(crate) mod net;
 mod nop;
 mod open;
+mod plan;
 mod poll;
+mod raw;
 mod rw;
 mod splice;
 mod statx;
@@ -47,168 +41,136 @@ pub use net::{Accept, AcceptMulti, Connect, Recv, RecvMulti, Send, SendZc, Shutd
 pub use nop::Nop;
 pub use open::{OpenAt2, OpenAt2Direct, OpenHow};
 pub use poll::PollAdd;
+pub use raw::{Fallback, Raw};
 pub use rw::{Read, Write};
 pub use splice::Splice;
 pub use statx::Statx;
-pub use sys::Syscall;
+
+pub(crate) use plan::{BuildCtx, Interest, Plan};
+pub(crate) use sys::Syscall;
 pub use timeout::{LinkTimeout, Timeout};
 pub use vectored::{Readv, Writev};
 
-/// An operation the engine can run. Implemented by the types of this module only.
-pub trait Op: 'static + Sized {
+/// An operation the engine can run: one of this module's types, or a [`Raw`] entry.
+///
+/// The trait is sealed: what an operation hands the kernel (an SQE with pointers into its
+/// own memory, or the system call the epoll backend runs) is built by hooks on a private
+/// supertrait, so safe code outside the crate can neither implement it nor call them. An
+/// opcode trueio does not wrap yet goes through [`Raw`], whose constructor is `unsafe`.
+///
+/// ```
+/// // The module's operations are `Op`s, and generic code names the trait as usual:
+/// fn output_of<T: trueio::op::Op>(t: trueio::Ticket<T>) -> std::io::Result<T::Output> {
+///     t.wait()
+/// }
+/// let engine = trueio::Engine::new()?;
+/// output_of(engine.submit(trueio::op::Nop::new()))??;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// Each snippet below is the smallest that shows one refusal, so that it fails to compile for
+/// that reason alone (stable rustdoc does not check the error codes it names).
+///
+/// ```compile_fail,E0277
+/// // Outside the crate, `Op` cannot be implemented: its supertrait is private.
+/// struct Mine;
+/// impl trueio::op::Op for Mine {
+///     type Output = ();
+/// }
+/// ```
+///
+/// ```compile_fail,E0603
+/// // Nor can the system call behind an operation be named, let alone run.
+/// let _ = trueio::op::sys::Syscall::Nop;
+/// ```
+///
+/// ```compile_fail,E0432
+/// use trueio::op::Syscall;
+/// ```
+pub trait Op: sealed::OpImpl + 'static + Sized {
     /// What the completion gives back: the result and every resource the operation owned.
     type Output;
-
-    #[doc(hidden)]
-    /// The SQE for io_uring, without user_data. `Err(errno)` completes the operation at once
-    /// with that error, without the kernel.
-    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32>;
-
-    #[doc(hidden)]
-    /// The readiness decision for the epoll backend. `Err(errno)` completes the operation at
-    /// once with that error, as `uring_sqe`'s does on io_uring.
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32>;
-
-    #[doc(hidden)]
-    /// For a read of a file: the call itself, which the io_uring backend may try inline with
-    /// `RWF_NOWAIT` when the read is alone (nothing else in flight to batch with).
-    fn lone_read(&mut self, _ctx: &BuildCtx<'_>) -> Option<Syscall> {
-        None
-    }
-
-    #[doc(hidden)]
-    /// For a positional write: the call itself, which the engine runs inline when asked to
-    /// (`Builder::inline_file_writes`).
-    fn inline_write(&mut self, _ctx: &BuildCtx<'_>) -> Option<Syscall> {
-        None
-    }
-
-    #[doc(hidden)]
-    /// For a positional read or write of a file: its descriptor number, so that the io_uring
-    /// backend can send a transfer on an `O_DIRECT` file to the kernel at once.
-    fn file_fd(&self, _ctx: &BuildCtx<'_>) -> Option<RawFd> {
-        None
-    }
-
-    #[doc(hidden)]
-    /// For a call that never waits when its descriptor is on a local filesystem (`statx` of
-    /// an open descriptor): that descriptor. The engine then runs the call inline, on both
-    /// backends, instead of sending it to io_uring's workers (which run every `statx`) or to
-    /// the blocking pool.
-    fn local_fd(&self) -> Option<RawFd> {
-        None
-    }
-
-    #[doc(hidden)]
-    /// The shared descriptor a readiness wait would be on, if the operation holds one (see
-    /// the epoll backend's registration renewal).
-    fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
-        None
-    }
-
-    #[doc(hidden)]
-    /// For a cancel: the user_data of the operation it targets (see `Engine`'s `push_op`).
-    fn cancel_target(&self) -> Option<u64> {
-        None
-    }
-
-    #[doc(hidden)]
-    /// Turns the raw result (a count, or a negated errno) into the output.
-    fn complete(self, res: i32, flags: u32) -> Self::Output;
 }
 
 /// An operation that completes many times from one submission (multishot), each completion
-/// an item of its [`Subscription`](crate::Subscription).
-pub trait Multishot: Op {
+/// an item of its [`Subscription`](crate::Subscription). Sealed, as [`Op`].
+pub trait Multishot: Op + sealed::MultishotImpl {
     /// What each completion gives.
     type Item;
-
-    #[doc(hidden)]
-    /// Turns one completion into an item.
-    fn item(&mut self, res: i32, flags: u32) -> Self::Item;
 }
 
-/// What an operation may ask of the engine while it is built.
-#[doc(hidden)]
-#[derive(Debug)]
-pub struct BuildCtx<'a> {
-    pub(crate) engine_id: u64,
-    pub(crate) files: &'a Rc<FileTable>,
-    /// True when fixed slots are real io_uring direct descriptors; false when the engine
-    /// emulates them with a table of ordinary descriptors (epoll, or registration refused).
-    pub(crate) fixed_files_native: bool,
-}
+/// The hooks behind [`Op`] and [`Multishot`]: public in a private module, so nameable inside
+/// the crate only.
+pub(crate) mod sealed {
+    use std::os::fd::RawFd;
 
-impl BuildCtx<'_> {
-    /// The target as the io_uring backend passes it: a fixed slot stays a slot when fixed
-    /// files are native, else becomes the emulated slot's descriptor.
-    pub(crate) fn target(&self, fd: &Fd) -> Result<Target, i32> {
-        match fd.target() {
-            Target::Fixed(slot) if !self.fixed_files_native => self
-                .files
-                .emulated_fd(slot)
-                .map(Target::Fd)
-                .ok_or(libc::EBADF),
-            t => Ok(t),
+    use io_uring::squeue;
+
+    use super::{BuildCtx, Plan, Syscall};
+
+    /// How the engine runs an operation on each backend.
+    pub trait OpImpl {
+        /// The SQE for io_uring, without user_data. `Err(errno)` completes the operation at
+        /// once with that error, without the kernel.
+        fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32>;
+
+        /// The readiness decision for the epoll backend. `Err(errno)` completes the operation
+        /// at once with that error, as `uring_sqe`'s does on io_uring.
+        fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32>;
+
+        /// For a read of a file: the call itself, which the io_uring backend may try inline
+        /// with `RWF_NOWAIT` when the read is alone (nothing else in flight to batch with).
+        fn lone_read(&mut self, _ctx: &BuildCtx<'_>) -> Option<Syscall> {
+            None
         }
-    }
 
-    pub(crate) fn files_rc(&self) -> Rc<FileTable> {
-        self.files.clone()
-    }
-
-    /// Resolves a target to a descriptor number for the epoll backend (fixed slots are
-    /// emulated by a table of descriptors).
-    pub(crate) fn raw(&self, t: Target) -> Result<RawFd, i32> {
-        match t {
-            Target::Fd(fd) => Ok(fd),
-            Target::Fixed(slot) => self.files.emulated_fd(slot).ok_or(libc::EBADF),
+        /// For a positional write: the call itself, which the engine runs inline when asked
+        /// to (`Builder::inline_file_writes`).
+        fn inline_write(&mut self, _ctx: &BuildCtx<'_>) -> Option<Syscall> {
+            None
         }
+
+        /// For a positional read or write of a file: its descriptor number, so that the
+        /// io_uring backend can send a transfer on an `O_DIRECT` file to the kernel at once.
+        fn file_fd(&self, _ctx: &BuildCtx<'_>) -> Option<RawFd> {
+            None
+        }
+
+        /// For a call that never waits when its descriptor is on a local filesystem (`statx`
+        /// of an open descriptor): that descriptor. The engine then runs the call inline, on
+        /// both backends, instead of sending it to io_uring's workers (which run every
+        /// `statx`) or to the blocking pool.
+        fn local_fd(&self) -> Option<RawFd> {
+            None
+        }
+
+        /// The shared descriptor a readiness wait would be on, if the operation holds one
+        /// (see the epoll backend's registration renewal).
+        fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
+            None
+        }
+
+        /// For a cancel: the user_data of the operation it targets (see `Engine`'s `push_op`).
+        fn cancel_target(&self) -> Option<u64> {
+            None
+        }
+
+        /// Turns the raw result (a count, or a negated errno) into the output.
+        fn complete(self, res: i32, flags: u32) -> <Self as super::Op>::Output
+        where
+            Self: super::Op;
+    }
+
+    /// How a multishot operation turns each completion into an item.
+    pub trait MultishotImpl {
+        /// Turns one completion into an item.
+        fn item(&mut self, res: i32, flags: u32) -> <Self as super::Multishot>::Item
+        where
+            Self: super::Multishot;
     }
 }
 
-/// The epoll backend's readiness decision for one operation.
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy)]
-pub enum Plan {
-    /// Complete at once with this (non-negative) result; errors are `plan`'s `Err`.
-    Done(i32),
-    /// A read or write-like call on `fd`: try it now (regular files with `RWF_NOWAIT`); on
-    /// EAGAIN wait for `interest` on a socket or pipe, or go to the pool for a regular file.
-    Io {
-        sys: Syscall,
-        fd: RawFd,
-        interest: Interest,
-    },
-    /// Always on the blocking pool (open, statx, fsync, fallocate, close).
-    Pool(Syscall),
-    /// A multishot call on `fd`: every success is a completion with more to follow; retried
-    /// until it would block, then again on readiness; an error ends it.
-    Multi {
-        sys: Syscall,
-        fd: RawFd,
-        interest: Interest,
-    },
-    /// Wait until `fd` reports any of the poll(2) `events`, then complete with the revents.
-    Poll { fd: RawFd, events: u32 },
-    /// A timer: complete with -ETIME after `after`, or 0 once `count` other operations
-    /// completed (0 = only the timer).
-    Timer { after: Duration, count: u32 },
-    /// A link timeout for the previous operation in its chain.
-    LinkTimer { after: Duration },
-    /// Cancel the operation with this user_data.
-    Cancel { user_data: u64 },
-}
-
-/// Which readiness an I/O operation waits for on the epoll backend.
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Interest {
-    /// Wait until readable.
-    Read,
-    /// Wait until writable.
-    Write,
-}
+pub(crate) use sealed::{MultishotImpl, OpImpl};
 
 /// Turns a raw result into `io::Result` (the one place that does so).
 pub(crate) fn result(res: i32) -> io::Result<u32> {

@@ -18,7 +18,10 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use io_uring::{opcode, squeue};
 
-use super::{result, with_target, BuildCtx, Interest, Multishot, Op, Plan, Syscall, MAX_IO};
+use super::{
+    result, with_target, BuildCtx, Interest, Multishot, MultishotImpl, Op, OpImpl, Plan, Syscall,
+    MAX_IO,
+};
 use crate::buf::{BufRing, IoBuf, IoBufMut, RingBuf};
 use crate::fd::Fd;
 
@@ -135,7 +138,9 @@ impl AcceptMulti {
 impl Op for AcceptMulti {
     /// Nothing: the items carry the results.
     type Output = ();
+}
 
+impl OpImpl for AcceptMulti {
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
         self.fd.owner()
     }
@@ -162,13 +167,15 @@ impl Op for AcceptMulti {
         })
     }
 
-    fn complete(self, _res: i32, _flags: u32) -> Self::Output {}
+    fn complete(self, _res: i32, _flags: u32) -> <Self as Op>::Output {}
 }
 
 impl Multishot for AcceptMulti {
     type Item = io::Result<OwnedFd>;
+}
 
-    fn item(&mut self, res: i32, _flags: u32) -> Self::Item {
+impl MultishotImpl for AcceptMulti {
+    fn item(&mut self, res: i32, _flags: u32) -> <Self as Multishot>::Item {
         let fd = result(res)? as RawFd;
         // SAFETY: a non-negative accept result is a new descriptor that nothing else owns.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -194,7 +201,9 @@ impl<B: IoBuf> SendZc<B> {
 
 impl<B: IoBuf> Op for SendZc<B> {
     type Output = (io::Result<usize>, B);
+}
 
+impl<B: IoBuf> OpImpl for SendZc<B> {
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
         self.0.fd_owner()
     }
@@ -214,7 +223,7 @@ impl<B: IoBuf> Op for SendZc<B> {
         self.0.plan(ctx)
     }
 
-    fn complete(self, res: i32, flags: u32) -> Self::Output {
+    fn complete(self, res: i32, flags: u32) -> <Self as Op>::Output {
         self.0.complete(res, flags)
     }
 }
@@ -246,7 +255,9 @@ impl RecvMulti {
 impl Op for RecvMulti {
     /// Nothing: the items carry the data.
     type Output = ();
+}
 
+impl OpImpl for RecvMulti {
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
         self.fd.owner()
     }
@@ -272,13 +283,15 @@ impl Op for RecvMulti {
         })
     }
 
-    fn complete(self, _res: i32, _flags: u32) -> Self::Output {}
+    fn complete(self, _res: i32, _flags: u32) -> <Self as Op>::Output {}
 }
 
 impl Multishot for RecvMulti {
     type Item = io::Result<RingBuf>;
+}
 
-    fn item(&mut self, res: i32, flags: u32) -> Self::Item {
+impl MultishotImpl for RecvMulti {
+    fn item(&mut self, res: i32, flags: u32) -> <Self as Multishot>::Item {
         let n = result(res)? as usize;
         match self.ring.buffer_of(n, flags) {
             Some(buf) => Ok(buf),
@@ -338,7 +351,9 @@ impl Accept {
 
 impl Op for Accept {
     type Output = io::Result<(OwnedFd, SocketAddr)>;
+}
 
+impl OpImpl for Accept {
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
         self.fd.owner()
     }
@@ -375,7 +390,7 @@ impl Op for Accept {
         })
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+    fn complete(self, res: i32, _flags: u32) -> <Self as Op>::Output {
         let fd = result(res)? as RawFd;
         // SAFETY: a non-negative result of accept is a new descriptor that nothing else owns;
         // it is owned (and closed on every path) from here on.
@@ -430,7 +445,9 @@ impl Connect {
 
 impl Op for Connect {
     type Output = io::Result<()>;
+}
 
+impl OpImpl for Connect {
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
         self.fd.owner()
     }
@@ -473,7 +490,7 @@ impl Op for Connect {
         })
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+    fn complete(self, res: i32, _flags: u32) -> <Self as Op>::Output {
         result(res).map(|_| ())
     }
 }
@@ -502,7 +519,9 @@ impl<B: IoBuf> Send<B> {
 
 impl<B: IoBuf> Op for Send<B> {
     type Output = (io::Result<usize>, B);
+}
 
+impl<B: IoBuf> OpImpl for Send<B> {
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
         self.fd.owner()
     }
@@ -532,7 +551,7 @@ impl<B: IoBuf> Op for Send<B> {
         })
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+    fn complete(self, res: i32, _flags: u32) -> <Self as Op>::Output {
         (result(res).map(|n| n as usize), self.buf)
     }
 }
@@ -560,7 +579,9 @@ impl<B: IoBufMut> Recv<B> {
 
 impl<B: IoBufMut> Op for Recv<B> {
     type Output = (io::Result<usize>, B);
+}
 
+impl<B: IoBufMut> OpImpl for Recv<B> {
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
         self.fd.owner()
     }
@@ -589,7 +610,7 @@ impl<B: IoBufMut> Op for Recv<B> {
         })
     }
 
-    fn complete(mut self, res: i32, _flags: u32) -> Self::Output {
+    fn complete(mut self, res: i32, _flags: u32) -> <Self as Op>::Output {
         let r = result(res).map(|n| n as usize);
         if let Ok(n) = r {
             // SAFETY: the kernel (or the syscall) initialised the first n bytes, n <= total.
@@ -630,7 +651,9 @@ impl Shutdown {
 
 impl Op for Shutdown {
     type Output = io::Result<()>;
+}
 
+impl OpImpl for Shutdown {
     fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         let Shutdown { fd, how } = self;
         let how = Shutdown::how(*how);
@@ -655,7 +678,7 @@ impl Op for Shutdown {
         })
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+    fn complete(self, res: i32, _flags: u32) -> <Self as Op>::Output {
         result(res).map(|_| ())
     }
 }

@@ -2,7 +2,7 @@ use std::io;
 
 use io_uring::{opcode, squeue};
 
-use super::{result, BuildCtx, Op, Plan};
+use super::{result, BuildCtx, Op, OpImpl, Plan};
 
 /// Does nothing; completes with `Ok(())`. Measures the engine's own overhead.
 #[derive(Debug, Default, Clone, Copy)]
@@ -17,7 +17,9 @@ impl Nop {
 
 impl Op for Nop {
     type Output = io::Result<()>;
+}
 
+impl OpImpl for Nop {
     fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         Ok(opcode::Nop::new().build())
     }
@@ -26,7 +28,7 @@ impl Op for Nop {
         Ok(Plan::Done(0))
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+    fn complete(self, res: i32, _flags: u32) -> <Self as Op>::Output {
         result(res).map(|_| ())
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{result, BuildCtx, Op, Plan, Syscall};
+use super::{result, BuildCtx, Op, OpImpl, Plan, Syscall};
 use crate::fd::{Fd, FixedFile, Target};
 
 /// How to open a file: `open(2)` flags, the mode for created files, and `RESOLVE_*` flags
@@ -145,7 +145,9 @@ impl std::fmt::Debug for OpenAt2 {
 
 impl Op for OpenAt2 {
     type Output = io::Result<OwnedFd>;
+}
 
+impl OpImpl for OpenAt2 {
     fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         self.args.sqe(None)
     }
@@ -154,7 +156,7 @@ impl Op for OpenAt2 {
         self.args.plan()
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+    fn complete(self, res: i32, _flags: u32) -> <Self as Op>::Output {
         let fd = result(res)?;
         // SAFETY: a successful open returned a new descriptor that nothing else owns.
         Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
@@ -198,7 +200,9 @@ impl std::fmt::Debug for OpenAt2Direct {
 
 impl Op for OpenAt2Direct {
     type Output = io::Result<FixedFile>;
+}
 
+impl OpImpl for OpenAt2Direct {
     fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         let slot = self.take_slot(ctx)?;
         if ctx.fixed_files_native {
@@ -217,7 +221,7 @@ impl Op for OpenAt2Direct {
         self.args.plan()
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+    fn complete(self, res: i32, _flags: u32) -> <Self as Op>::Output {
         let fd = result(res)?;
         let slot = self
             .slot

@@ -2,7 +2,7 @@ use std::io;
 
 use io_uring::{opcode, squeue};
 
-use super::{result, with_target, BuildCtx, Op, Plan};
+use super::{result, with_target, BuildCtx, Op, OpImpl, Plan};
 use crate::fd::Fd;
 
 /// Waits until a descriptor is ready (`poll(2)` events such as `POLLIN`, `POLLOUT`), once.
@@ -25,7 +25,9 @@ impl PollAdd {
 
 impl Op for PollAdd {
     type Output = io::Result<u32>;
+}
 
+impl OpImpl for PollAdd {
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
         self.fd.owner()
     }
@@ -45,7 +47,7 @@ impl Op for PollAdd {
         })
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+    fn complete(self, res: i32, _flags: u32) -> <Self as Op>::Output {
         result(res)
     }
 }

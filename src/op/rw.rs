@@ -3,7 +3,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue};
 
-use super::{result, with_target, BuildCtx, Interest, Op, Plan, Syscall, MAX_IO};
+use super::{result, with_target, BuildCtx, Interest, Op, OpImpl, Plan, Syscall, MAX_IO};
 use crate::buf::{IoBuf, IoBufMut};
 use crate::fd::Fd;
 
@@ -51,7 +51,9 @@ impl<B: IoBufMut> Read<B> {
 
 impl<B: IoBufMut> Op for Read<B> {
     type Output = (io::Result<usize>, B);
+}
 
+impl<B: IoBufMut> OpImpl for Read<B> {
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
         self.fd.owner()
     }
@@ -96,7 +98,7 @@ impl<B: IoBufMut> Op for Read<B> {
         })
     }
 
-    fn complete(mut self, res: i32, _flags: u32) -> Self::Output {
+    fn complete(mut self, res: i32, _flags: u32) -> <Self as Op>::Output {
         let r = result(res).map(|n| n as usize);
         if let Ok(n) = r {
             // SAFETY: the kernel (or the syscall) initialised the first n bytes, n <= total.
@@ -139,7 +141,9 @@ impl<B: IoBuf> Write<B> {
 
 impl<B: IoBuf> Op for Write<B> {
     type Output = (io::Result<usize>, B);
+}
 
+impl<B: IoBuf> OpImpl for Write<B> {
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
         self.fd.owner()
     }
@@ -181,7 +185,7 @@ impl<B: IoBuf> Op for Write<B> {
         })
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+    fn complete(self, res: i32, _flags: u32) -> <Self as Op>::Output {
         (result(res).map(|n| n as usize), self.buf)
     }
 }

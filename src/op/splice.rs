@@ -2,7 +2,7 @@ use std::io;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{result, BuildCtx, Interest, Op, Plan, Syscall, MAX_IO};
+use super::{result, BuildCtx, Interest, Op, OpImpl, Plan, Syscall, MAX_IO};
 use crate::fd::{Fd, Target};
 
 /// Moves up to `len` bytes between two descriptors, one of which is a pipe, without copying
@@ -54,7 +54,9 @@ fn has_data(fd: i32) -> bool {
 
 impl Op for Splice {
     type Output = io::Result<usize>;
+}
 
+impl OpImpl for Splice {
     fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         let (off_in, off_out) = (self.offs[0], self.offs[1]);
         let len = self.len;
@@ -120,7 +122,7 @@ impl Op for Splice {
         Ok(Plan::Io { sys, fd, interest })
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+    fn complete(self, res: i32, _flags: u32) -> <Self as Op>::Output {
         result(res).map(|n| n as usize)
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{result, BuildCtx, Op, Plan, Syscall};
+use super::{result, BuildCtx, Op, OpImpl, Plan, Syscall};
 use crate::fd::{Fd, Target};
 
 /// File metadata (`statx(2)`): by path relative to a directory, or of an open descriptor.
@@ -71,7 +71,9 @@ impl Statx {
 
 impl Op for Statx {
     type Output = io::Result<libc::statx>;
+}
 
+impl OpImpl for Statx {
     fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         let dirfd = self.dirfd()?;
         let path = self.path.as_ref().ok_or(libc::EINVAL)?;
@@ -103,7 +105,7 @@ impl Op for Statx {
         }))
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+    fn complete(self, res: i32, _flags: u32) -> <Self as Op>::Output {
         result(res).map(|_| *self.buf)
     }
 }

@@ -7,8 +7,11 @@
 
 use std::os::fd::RawFd;
 
+use super::raw::RawCall;
+
 /// One system call, ready to run. Results follow io_uring: a count, or a negated errno.
-#[doc(hidden)]
+///
+/// Public in a crate-private module: outside code can neither name nor build one.
 #[derive(Debug, Clone, Copy)]
 pub enum Syscall {
     /// No operation.
@@ -110,6 +113,8 @@ pub enum Syscall {
     },
     /// `shutdown` (`how` is `SHUT_RD`, `SHUT_WR` or `SHUT_RDWR`).
     Shutdown { fd: RawFd, how: i32 },
+    /// The fallback call of an [`op::Raw`](crate::op::Raw), boxed in the operation.
+    Custom { call: *mut dyn RawCall },
 }
 
 // SAFETY: a Syscall carries pointers into memory owned by an operation that the engine keeps
@@ -130,13 +135,51 @@ fn ret(r: isize) -> i32 {
 impl Syscall {
     /// Runs the call. With `nowait`, reads and writes on regular files use `RWF_NOWAIT` (fail
     /// with -EAGAIN rather than block on the disk); the caller then moves them to the pool.
-    pub fn run(&self, nowait: bool) -> i32 {
-        let flags = if nowait { libc::RWF_NOWAIT } else { 0 };
-        // SAFETY (for every arm): the pointers come from the owning operation, which keeps the
-        // memory alive and in place until the result is reaped; lengths are the operation's own
-        // buffer sizes (see the Send impl).
+    ///
+    /// # Safety
+    ///
+    /// Every pointer in `self` must point at live memory of the operation that built it, of
+    /// the length it says, that nothing else reads or writes for the call's duration: the
+    /// operation is in the engine (submitted, its final completion not yet reaped), so its
+    /// buffers, iovecs, paths and result structs stay alive and in place.
+    pub(crate) unsafe fn run(&self, nowait: bool) -> i32 {
         match *self {
             Syscall::Nop => 0,
+            Syscall::Read { .. }
+            | Syscall::Write { .. }
+            | Syscall::Readv { .. }
+            | Syscall::Writev { .. } => {
+                // SAFETY: the caller's contract.
+                unsafe { self.run_transfer(nowait) }
+            }
+            Syscall::Accept { .. }
+            | Syscall::Connect { .. }
+            | Syscall::Send { .. }
+            | Syscall::Recv { .. }
+            | Syscall::Shutdown { .. } => {
+                // SAFETY: the caller's contract.
+                unsafe { self.run_socket() }
+            }
+            // SAFETY: the caller's contract; the ring is the driver's (see `run_multi`).
+            Syscall::RecvRing { .. } => unsafe { self.run_multi() }.0,
+            // SAFETY: `call` points into the Raw operation's box, alive while it is in flight;
+            // only this call uses it (the kernel never sees it on this backend).
+            Syscall::Custom { call } => unsafe { (*call).call() },
+            // SAFETY: the caller's contract.
+            _ => unsafe { self.run_file(nowait) },
+        }
+    }
+
+    /// `run` for reads and writes.
+    ///
+    /// # Safety
+    /// As [`Syscall::run`].
+    unsafe fn run_transfer(&self, nowait: bool) -> i32 {
+        let flags = if nowait { libc::RWF_NOWAIT } else { 0 };
+        // SAFETY (for every arm): the caller's contract: the pointers come from the owning
+        // operation, which keeps the memory alive and in place until the result is reaped;
+        // lengths are the operation's own buffer sizes.
+        match *self {
             Syscall::Read { fd, buf, len, off } => {
                 let iov = libc::iovec {
                     iov_base: buf.cast(),
@@ -165,6 +208,17 @@ impl Syscall {
                 // SAFETY: see above.
                 unsafe { pwritev2(fd, iov, cnt as i32, off, flags) }
             }),
+            _ => -libc::EINVAL,
+        }
+    }
+
+    /// `run` for file and metadata calls (the pool's work) and splice.
+    ///
+    /// # Safety
+    /// As [`Syscall::run`].
+    unsafe fn run_file(&self, nowait: bool) -> i32 {
+        // SAFETY (for every arm): the caller's contract, as in `run_transfer`.
+        match *self {
             Syscall::Fsync { fd, datasync } => {
                 // SAFETY: plain descriptor call.
                 let r = unsafe {
@@ -216,6 +270,17 @@ impl Syscall {
                 let r = unsafe { libc::splice(fd_in, off_in, fd_out, off_out, len, flags | extra) };
                 ret(r)
             }
+            _ => -libc::EINVAL,
+        }
+    }
+
+    /// `run` for socket calls, which never block.
+    ///
+    /// # Safety
+    /// As [`Syscall::run`].
+    unsafe fn run_socket(&self) -> i32 {
+        // SAFETY (for every arm): the caller's contract, as in `run_transfer`.
+        match *self {
             Syscall::Accept { fd, addr, len } => {
                 let accept = || {
                     if !len.is_null() {
@@ -277,15 +342,19 @@ impl Syscall {
                 let r = unsafe { libc::shutdown(fd, how) };
                 ret(r as isize)
             }
-            Syscall::RecvRing { .. } => self.run_multi().0,
+            _ => -libc::EINVAL,
         }
     }
 
     /// Runs a multishot step: the result and the completion flags it carries (the provided
     /// buffer it filled, for `RecvRing`).
-    pub(crate) fn run_multi(&self) -> (i32, u32) {
+    ///
+    /// # Safety
+    /// As [`Syscall::run`]; a `RecvRing` runs on the driver's thread, whose ring it names.
+    pub(crate) unsafe fn run_multi(&self) -> (i32, u32) {
         let Syscall::RecvRing { fd, ring } = *self else {
-            return (self.run(true), 0);
+            // SAFETY: the caller's contract.
+            return (unsafe { self.run(true) }, 0);
         };
         // SAFETY: the driver keeps every emulated ring alive for its whole life and runs this
         // only on its own thread (see the variant's docs).
@@ -311,7 +380,10 @@ impl Syscall {
     /// its result, or `None` when this is not a positional write or the descriptor is not
     /// seekable (a FIFO: then the backend must take it, since a plain write could block
     /// forever).
-    pub(crate) fn run_positional_write(&self) -> Option<i32> {
+    ///
+    /// # Safety
+    /// As [`Syscall::run`].
+    pub(crate) unsafe fn run_positional_write(&self) -> Option<i32> {
         let Syscall::Write { fd, buf, len, off } = *self else {
             return None;
         };
@@ -330,8 +402,12 @@ impl Syscall {
     /// larger than the room left in a blocking pipe would otherwise block the engine's thread
     /// until a reader took it all (tests/regressions.rs); without the flag it writes what
     /// fits, and a short count or `EAGAIN` is what the caller handles.
-    pub(crate) fn run_ready(&self, fd: RawFd) -> i32 {
-        with_nonblock(fd, || true, || self.run(false))
+    ///
+    /// # Safety
+    /// As [`Syscall::run`].
+    pub(crate) unsafe fn run_ready(&self, fd: RawFd) -> i32 {
+        // SAFETY: the caller's contract.
+        with_nonblock(fd, || true, || unsafe { self.run(false) })
     }
 
     /// Socket calls (accept4, connect, send, recv, shutdown) never block: they run with
@@ -346,6 +422,7 @@ impl Syscall {
                 | Syscall::Recv { .. }
                 | Syscall::Shutdown { .. }
                 | Syscall::RecvRing { .. }
+                | Syscall::Custom { .. }
         )
     }
 }
@@ -392,7 +469,10 @@ fn open_cached(dirfd: RawFd, path: *const libc::c_char, asked: libc::open_how) -
 impl Syscall {
     /// For pool work that can sometimes finish at once without blocking (an open whose path
     /// is cached), the result of that attempt; `None`: run it on the pool.
-    pub(crate) fn try_inline(&self) -> Option<i32> {
+    ///
+    /// # Safety
+    /// As [`Syscall::run`].
+    pub(crate) unsafe fn try_inline(&self) -> Option<i32> {
         match *self {
             Syscall::OpenAt2 { dirfd, path, how } => {
                 // SAFETY: `how` is an open_how owned by the operation.
@@ -584,6 +664,9 @@ fn rw_retry_espipe(off: i64, call: impl Fn(i64) -> isize) -> i32 {
 
 impl trueio_fallback::Job for Syscall {
     fn run(&mut self) -> isize {
-        Syscall::run(self, false) as isize
+        // SAFETY: the epoll backend sends a Syscall to the pool only while its operation is
+        // in the engine's table, and keeps it there until the pool's result is reaped (a
+        // running job is never abandoned: cancel answers EALREADY, drop waits or leaks).
+        unsafe { Syscall::run(self, false) as isize }
     }
 }

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{BuildCtx, Op, Plan};
+use super::{BuildCtx, Op, OpImpl, Plan};
 
 fn timespec(d: Duration) -> Box<types::Timespec> {
     Box::new(
@@ -44,7 +44,9 @@ impl Timeout {
 
 impl Op for Timeout {
     type Output = io::Result<()>;
+}
 
+impl OpImpl for Timeout {
     fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         let Timeout {
             after: _,
@@ -61,7 +63,7 @@ impl Op for Timeout {
         })
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+    fn complete(self, res: i32, _flags: u32) -> <Self as Op>::Output {
         // Expiry (-ETIME) is this operation's normal outcome.
         if res == -libc::ETIME || res >= 0 {
             Ok(())
@@ -95,7 +97,9 @@ impl LinkTimeout {
 
 impl Op for LinkTimeout {
     type Output = io::Result<()>;
+}
 
+impl OpImpl for LinkTimeout {
     fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         Ok(opcode::LinkTimeout::new(&*self.ts).build())
     }
@@ -104,7 +108,7 @@ impl Op for LinkTimeout {
         Ok(Plan::LinkTimer { after: self.after })
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+    fn complete(self, res: i32, _flags: u32) -> <Self as Op>::Output {
         super::result(res).map(|_| ())
     }
 }

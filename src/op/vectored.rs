@@ -2,7 +2,7 @@ use std::io;
 
 use io_uring::{opcode, squeue};
 
-use super::{result, with_target, BuildCtx, Interest, Op, Plan, Syscall};
+use super::{result, with_target, BuildCtx, Interest, Op, OpImpl, Plan, Syscall};
 use crate::buf::{IoBuf, IoBufMut};
 use crate::fd::Fd;
 
@@ -39,7 +39,9 @@ impl<B: IoBufMut> Readv<B> {
 
 impl<B: IoBufMut> Op for Readv<B> {
     type Output = (io::Result<usize>, Vec<B>);
+}
 
+impl<B: IoBufMut> OpImpl for Readv<B> {
     fn file_fd(&self, ctx: &BuildCtx<'_>) -> Option<std::os::fd::RawFd> {
         (self.offset >= 0)
             .then(|| ctx.raw(self.fd.target()).ok())
@@ -81,7 +83,7 @@ impl<B: IoBufMut> Op for Readv<B> {
         })
     }
 
-    fn complete(mut self, res: i32, _flags: u32) -> Self::Output {
+    fn complete(mut self, res: i32, _flags: u32) -> <Self as Op>::Output {
         let r = result(res).map(|n| n as usize);
         if let Ok(mut left) = r {
             for b in &mut self.bufs {
@@ -132,7 +134,9 @@ impl<B: IoBuf> Writev<B> {
 
 impl<B: IoBuf> Op for Writev<B> {
     type Output = (io::Result<usize>, Vec<B>);
+}
 
+impl<B: IoBuf> OpImpl for Writev<B> {
     fn file_fd(&self, ctx: &BuildCtx<'_>) -> Option<std::os::fd::RawFd> {
         (self.offset >= 0)
             .then(|| ctx.raw(self.fd.target()).ok())
@@ -174,7 +178,7 @@ impl<B: IoBuf> Op for Writev<B> {
         })
     }
 
-    fn complete(self, res: i32, _flags: u32) -> Self::Output {
+    fn complete(self, res: i32, _flags: u32) -> <Self as Op>::Output {
         (result(res).map(|n| n as usize), self.bufs)
     }
 }

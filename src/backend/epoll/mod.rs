@@ -355,7 +355,9 @@ impl Driver {
             match plan {
                 Plan::Pool(sys) if self.nowait => {
                     StatsCells::bump(&stats.syscalls);
-                    if let Some(r) = sys.try_inline() {
+                    // SAFETY: the operation is in the engine's table from before this push until its
+                    // completion is reaped: the memory its plan points at is alive and unshared.
+                    if let Some(r) = unsafe { sys.try_inline() } {
                         StatsCells::bump(&stats.inline_completions);
                         return Some(r);
                     }
@@ -506,7 +508,9 @@ impl Driver {
                 return self.wait_or_fail(ud, fd, interest, stats);
             }
             StatsCells::bump(&stats.syscalls);
-            let r = sys.run_ready(fd);
+            // SAFETY: `ud` is pending in this driver, so its operation is alive in the
+            // engine's table and nothing else uses its memory during the call.
+            let r = unsafe { sys.run_ready(fd) };
             if r == -libc::EAGAIN {
                 return self.wait_or_fail(ud, fd, interest, stats);
             }
@@ -524,7 +528,9 @@ impl Driver {
     #[inline]
     fn attempt_nowait(sys: Syscall, stats: &StatsCells) -> Result<i32, i32> {
         StatsCells::bump(&stats.syscalls);
-        let r = sys.run(true);
+        // SAFETY: called for a pending operation only, alive in the engine's table and
+        // untouched by anything else during the call.
+        let r = unsafe { sys.run(true) };
         if r == -libc::EAGAIN || (r == -libc::EOPNOTSUPP && !sys.never_blocks()) {
             return Err(r);
         }
@@ -608,7 +614,9 @@ impl Driver {
         };
         for _ in 0..MULTI_BATCH {
             StatsCells::bump(&stats.syscalls);
-            let (r, flags) = sys.run_multi();
+            // SAFETY: `ud` is pending here (its operation alive in the engine's table), and
+            // this runs on the driver's thread, which owns the emulated rings.
+            let (r, flags) = unsafe { sys.run_multi() };
             if r == -libc::EAGAIN {
                 return self.wait_or_fail(ud, fd, interest, stats);
             }
