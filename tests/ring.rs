@@ -239,6 +239,52 @@ both_backends! {
         assert_settled(&engine);
     }
 
+    /// Without EXT_ARG a timed wait is bounded by an internal TIMEOUT request. When that
+    /// request finds the SQ full and the kernel taking nothing (the enter that would make room
+    /// fails), the wait must still end by its deadline, and so must the next: none of them
+    /// may trust a timeout that never reached the SQ. (It once did: both waits slept until an
+    /// operation completed.)
+    fn a_timed_wait_whose_timeout_finds_the_sq_full_stays_bounded(b: Builder) {
+        let engine = b.disable(trueio::Feature::ExtArg).entries(4).build().unwrap();
+        let (rx, tx) = pipe(true);
+        // Four polls of an empty pipe fill the SQ of four entries; none can complete.
+        let polls: Vec<_> = (0..4)
+            .map(|_| engine.submit(trueio::op::PollAdd::new(&rx, libc::POLLIN as u32)))
+            .collect();
+        let devnull = std::fs::File::open("/dev/null").unwrap();
+        engine.__fail_next_enter_with(&devnull);
+        // A broken build sleeps until the polls complete: make them, late, so that it fails
+        // on the time it took instead of hanging.
+        let (done, wake) = std::sync::mpsc::channel::<()>();
+        let writer = std::thread::spawn(move || {
+            let _ = wake.recv_timeout(Duration::from_secs(5));
+            util::write_all(&tx, b"x");
+            tx
+        });
+        let start = Instant::now();
+        {
+            // Past the writer's five seconds a broken build sleeps in the second wait with
+            // nothing in flight, for ever: make that a failure too.
+            let _watchdog = Watchdog::arm("two 50 ms waits", Duration::from_secs(15));
+            for _ in 0..2 {
+                engine.turn(Some(Duration::from_millis(50))).unwrap();
+            }
+        }
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "two 50 ms waits took {took:?}: a wait slept without a bound"
+        );
+        assert!(polls.iter().all(|t| !t.is_done()), "a poll of an empty pipe completed");
+        done.send(()).unwrap();
+        let tx = writer.join().unwrap();
+        for t in polls {
+            wait(&engine, t).unwrap();
+        }
+        drop(tx);
+        assert_settled(&engine);
+    }
+
     fn failed_submit_then_wait_still_completes(b: Builder) {
         // The failure hits the enter of a wait instead of a flush.
         let engine = b.build().unwrap();

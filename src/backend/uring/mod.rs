@@ -314,14 +314,17 @@ impl Driver {
             }
             flags |= ENTER_GETEVENTS;
             let poll_only = !self.cqes.is_empty() || remaining == Some(Duration::ZERO);
-            let want = if poll_only { 0 } else { 1 };
+            let mut want = if poll_only { 0 } else { 1 };
             let mut ts = None;
             if want == 1 {
                 if let Some(rem) = remaining {
                     if self.ext_arg {
                         ts = Some(rem);
-                    } else {
-                        self.push_wait_timeout(rem, stats);
+                    } else if !self.push_wait_timeout(rem, stats) {
+                        // No timeout could be queued (the SQ full and the kernel taking
+                        // nothing): a sleep would have no bound, so only poll; the caller's
+                        // loop comes back.
+                        want = 0;
                     }
                 }
             }
@@ -360,8 +363,10 @@ impl Driver {
         result
     }
 
-    /// Bounds a wait on kernels without EXT_ARG with an internal TIMEOUT request.
-    fn push_wait_timeout(&mut self, after: Duration, stats: &StatsCells) {
+    /// Bounds a wait on kernels without EXT_ARG with an internal TIMEOUT request: true when
+    /// one is in the kernel's hands (or the SQ) and due by the deadline, false when none could
+    /// be queued.
+    fn push_wait_timeout(&mut self, after: Duration, stats: &StatsCells) -> bool {
         let deadline = Instant::now() + after;
         // A pending one due no later than a millisecond after this deadline serves: the
         // same deadline asked again comes back a few nanoseconds off, and a timed wait may
@@ -371,17 +376,22 @@ impl Driver {
             .wait_pending
             .is_some_and(|p| p <= deadline + Duration::from_millis(1))
         {
-            return;
+            return true;
         }
-        self.wait_pending = Some(self.wait_pending.map_or(deadline, |p| p.min(deadline)));
-        StatsCells::bump(&stats.wait_timeouts);
         *self.wait_ts = io_uring::types::Timespec::new()
             .sec(after.as_secs())
             .nsec(after.subsec_nanos());
         let e = opcode::Timeout::new(&*self.wait_ts)
             .build()
             .user_data(WAIT_TIMEOUT);
-        let _ = self.push_entry(&e, stats);
+        // Only a timeout that was queued counts as pending: a later wait trusting one that
+        // never reached the SQ would sleep without a bound.
+        if self.push_entry(&e, stats).is_err() {
+            return false;
+        }
+        StatsCells::bump(&stats.wait_timeouts);
+        self.wait_pending = Some(self.wait_pending.map_or(deadline, |p| p.min(deadline)));
+        true
     }
 
     pub(crate) fn drain(&mut self, out: &mut Vec<RawCompletion>) {
