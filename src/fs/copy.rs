@@ -1132,9 +1132,8 @@ fn data_extents(fd: &OwnedFd, size: u64) -> io::Result<Vec<(u64, u64)>> {
         out.push((data, hole.max(data + 1).min(size)));
         off = hole.max(data + 1);
     }
-    // Reset the position for stream reads (unused for positional copies).
-    // SAFETY: as above.
-    unsafe { libc::lseek(fd.as_raw_fd(), 0, libc::SEEK_SET) };
+    // SEEK_DATA and SEEK_HOLE moved the file position; nothing reads at it afterwards, since
+    // only positional copies plan extents.
     Ok(out)
 }
 

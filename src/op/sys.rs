@@ -460,8 +460,7 @@ fn open_cached(dirfd: RawFd, path: *const libc::c_char, asked: libc::open_how) -
     }
     if r >= 0 && flags & libc::O_NONBLOCK == 0 {
         // As in `open_like_io_uring`: only the status flags asked, without O_NONBLOCK.
-        // SAFETY: `r` is the descriptor just opened, owned by this call until returned.
-        unsafe { libc::fcntl(r, libc::F_SETFL, flags) };
+        return Some(with_flags_asked(r, flags));
     }
     Some(r)
 }
@@ -525,15 +524,24 @@ fn open_like_io_uring(dirfd: RawFd, path: *const libc::c_char, asked: libc::open
     nonblock.flags |= libc::O_NONBLOCK as u64;
     match openat2(&nonblock) {
         r if r == -libc::EAGAIN => openat2(&asked),
-        r if r >= 0 => {
-            // F_SETFL sets only the status flags (O_APPEND, O_DIRECT, O_NOATIME, O_NONBLOCK...):
-            // the ones asked, without O_NONBLOCK.
-            // SAFETY: `r` is the descriptor just opened, owned by this call until returned.
-            unsafe { libc::fcntl(r, libc::F_SETFL, flags) };
-            r
-        }
+        r if r >= 0 => with_flags_asked(r, flags),
         r => r,
     }
+}
+
+/// Gives `fd`, just opened with `O_NONBLOCK` added, the status flags asked (`F_SETFL` sets
+/// only those: O_APPEND, O_DIRECT, O_NOATIME, O_NONBLOCK...): `fd`, or the error with `fd`
+/// closed, since a descriptor left non-blocking behind the caller's back would turn its
+/// blocking reads into EAGAIN.
+fn with_flags_asked(fd: RawFd, flags: i32) -> i32 {
+    // SAFETY: `fd` is the descriptor just opened, owned by this call until returned.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } == 0 {
+        return fd;
+    }
+    let r = ret(-1);
+    // SAFETY: as above; nobody else has the number yet.
+    unsafe { libc::close(fd) };
+    r
 }
 
 /// The file type bits (`S_IFMT`) of an open descriptor, or `None` when `fstat` fails.
@@ -574,6 +582,9 @@ fn with_nonblock(fd: RawFd, applies: impl FnOnce() -> bool, call: impl FnOnce() 
         return ret(-1);
     }
     let r = call();
+    // The call's result stands whatever the restore says: it may have moved data, which must
+    // reach the caller. The restore fails only for a descriptor closed under the operation
+    // (EBADF), which then has no flags left to restore.
     // SAFETY: as above; restores the flags read before.
     unsafe { libc::fcntl(fd, libc::F_SETFL, fl) };
     r
