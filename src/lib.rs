@@ -46,6 +46,7 @@ pub mod op;
 pub mod rt;
 mod stats;
 pub mod time;
+mod user_data;
 
 pub use capability::{Backend, Feature, Features, Report, Status};
 pub use engine::{BackendChoice, Builder, Chain, Engine, Subscription, Ticket};

@@ -3,7 +3,7 @@ use std::io;
 use io_uring::{opcode, squeue};
 
 use super::{result, BuildCtx, Op, OpImpl, Plan};
-use crate::engine::Ticket;
+use crate::user_data::UserData;
 
 /// Asks the engine to cancel another operation (`IORING_OP_ASYNC_CANCEL`).
 ///
@@ -11,17 +11,31 @@ use crate::engine::Ticket;
 /// already completed (or never existed), `EALREADY` when it is running and cannot be stopped
 /// (it will complete on its own). Either way the target's own completion still arrives and
 /// says what happened to it: cancelled, or done with its result and its buffer.
-/// [`Ticket::cancel`] does the same without a completion of its own.
+/// [`Ticket::cancel`](crate::Ticket::cancel) does the same without a completion of its own.
 #[derive(Debug, Clone, Copy)]
 pub struct Cancel {
-    user_data: u64,
+    target: OpId,
+}
+
+/// Which operation a [`Cancel`] targets: made from a `&Ticket` or a `&Subscription`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpId(Option<UserData>);
+
+impl OpId {
+    /// No operation in flight: a ticket that completed at its submission, or whose output
+    /// was taken.
+    pub(crate) const NONE: OpId = OpId(None);
+
+    pub(crate) fn new(ud: UserData) -> OpId {
+        OpId(Some(ud))
+    }
 }
 
 impl Cancel {
-    /// Targets the operation behind `ticket`.
-    pub fn new<T: Op>(ticket: &Ticket<T>) -> Cancel {
+    /// Targets the operation behind `target` (`&ticket`, `&subscription`).
+    pub fn new(target: impl Into<OpId>) -> Cancel {
         Cancel {
-            user_data: ticket.user_data(),
+            target: target.into(),
         }
     }
 }
@@ -32,17 +46,17 @@ impl Op for Cancel {
 
 impl OpImpl for Cancel {
     fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
-        Ok(opcode::AsyncCancel::new(self.user_data).build())
+        let ud = self.target.0.ok_or(libc::ENOENT)?;
+        Ok(opcode::AsyncCancel::new(ud.to_raw()).build())
     }
 
     fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
-        Ok(Plan::Cancel {
-            user_data: self.user_data,
-        })
+        let user_data = self.target.0.ok_or(libc::ENOENT)?;
+        Ok(Plan::Cancel { user_data })
     }
 
-    fn cancel_target(&self) -> Option<u64> {
-        Some(self.user_data)
+    fn cancel_target(&self) -> Option<UserData> {
+        self.target.0
     }
 
     fn complete(self, res: i32, _flags: u32) -> <Self as Op>::Output {

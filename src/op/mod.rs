@@ -32,7 +32,7 @@ pub(crate) mod sys;
 mod timeout;
 mod vectored;
 
-pub use cancel::Cancel;
+pub use cancel::{Cancel, OpId};
 pub use close::Close;
 pub use fallocate::Fallocate;
 pub use fixed::{ReadFixed, WriteFixed};
@@ -151,7 +151,7 @@ pub(crate) mod sealed {
         }
 
         /// For a cancel: the user_data of the operation it targets (see `Engine`'s `push_op`).
-        fn cancel_target(&self) -> Option<u64> {
+        fn cancel_target(&self) -> Option<crate::user_data::UserData> {
             None
         }
 

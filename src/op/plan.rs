@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::Syscall;
 use crate::fd::{Fd, FileTable, Target};
+use crate::user_data::UserData;
 
 /// What an operation may ask of the engine while it is built.
 #[derive(Debug)]
@@ -75,7 +76,7 @@ pub enum Plan {
     /// A link timeout for the previous operation in its chain.
     LinkTimer { after: Duration },
     /// Cancel the operation with this user_data.
-    Cancel { user_data: u64 },
+    Cancel { user_data: UserData },
 }
 
 /// Which readiness an I/O operation waits for on the epoll backend.

@@ -28,13 +28,13 @@ use trueio_fallback::{
     RejectReason, TimerHeap, TimerId, Waker,
 };
 
-use super::{Item, Link, RawCompletion, CQE_F_MORE};
+use super::{inline, Config, FdFacts, Item, Link, RawCompletion, CQE_F_MORE};
 use crate::buf::BufPool;
 use crate::capability::{Backend, Feature, Report, Status};
-use crate::engine::Builder;
 use crate::op::sys::file_type;
-use crate::op::{Interest, Plan, Syscall};
+use crate::op::{BuildCtx, Interest, Op, Plan, Syscall};
 use crate::stats::StatsCells;
+use crate::user_data::UserData;
 
 const WAKER_TOKEN: u64 = u64::MAX;
 /// The poller token of the AIO context's eventfd.
@@ -47,22 +47,25 @@ pub(crate) struct Driver {
     waker: Waker,
     events: Events,
     pool: Pool<Syscall>,
-    timers: TimerHeap<u64>,
+    timers: TimerHeap<UserData>,
     ops: Table,
     fds: HashMap<RawFd, FdWaiters>,
     /// Operations to try (again) now.
-    ready: VecDeque<u64>,
+    ready: VecDeque<UserData>,
     /// Pool jobs waiting for room in the pool's bounded queue.
-    overflow: VecDeque<u64>,
+    overflow: VecDeque<UserData>,
     /// Timers that also end after a number of completions.
-    counting: Vec<u64>,
+    counting: Vec<UserData>,
     done: Vec<RawCompletion>,
     /// Emulated provided-buffer rings, kept alive as long as the driver.
     buf_rings: Vec<Rc<crate::buf::ring::RingInner>>,
     pool_done: Vec<Done<Syscall>>,
     nowait: bool,
-    /// Which descriptors are open with `O_DIRECT`, by number (see [`DirectHints`]).
-    direct: crate::backend::DirectHints,
+    /// What is known of descriptors by number: `O_DIRECT`, `RWF_NOWAIT` refused, local
+    /// filesystem (see [`FdFacts`]).
+    direct: FdFacts,
+    /// Positional file writes run inline, blocking (`Builder::inline_file_writes`).
+    inline_writes: bool,
     /// Kernel AIO for `O_DIRECT` transfers, set up at the first one.
     aio: AioSlot,
     aio_done: Vec<(u64, i64)>,
@@ -79,16 +82,16 @@ enum AioSlot {
 /// hashing on the hot path; the full user_data is checked on every lookup.
 #[derive(Default)]
 struct Table {
-    slots: Vec<Option<(u64, Pending)>>,
+    slots: Vec<Option<(UserData, Pending)>>,
     len: usize,
 }
 
 impl Table {
-    fn idx(ud: u64) -> usize {
-        (ud & 0xffff_ffff) as usize
+    fn idx(ud: UserData) -> usize {
+        ud.key()
     }
 
-    fn insert(&mut self, ud: u64, p: Pending) {
+    fn insert(&mut self, ud: UserData, p: Pending) {
         let i = Self::idx(ud);
         if self.slots.len() <= i {
             self.slots.resize_with(i + 1, || None);
@@ -98,21 +101,21 @@ impl Table {
         }
     }
 
-    fn get(&self, ud: &u64) -> Option<&Pending> {
+    fn get(&self, ud: &UserData) -> Option<&Pending> {
         match self.slots.get(Self::idx(*ud)) {
             Some(Some((u, p))) if u == ud => Some(p),
             _ => None,
         }
     }
 
-    fn get_mut(&mut self, ud: &u64) -> Option<&mut Pending> {
+    fn get_mut(&mut self, ud: &UserData) -> Option<&mut Pending> {
         match self.slots.get_mut(Self::idx(*ud)) {
             Some(Some((u, p))) if u == ud => Some(p),
             _ => None,
         }
     }
 
-    fn remove(&mut self, ud: &u64) -> Option<Pending> {
+    fn remove(&mut self, ud: &UserData) -> Option<Pending> {
         let slot = self.slots.get_mut(Self::idx(*ud))?;
         match slot {
             Some((u, _)) if u == ud => {
@@ -129,11 +132,11 @@ struct Pending {
     state: State,
     link: Link,
     /// The next step of its chain.
-    next: Option<u64>,
+    next: Option<UserData>,
     /// The link timeout guarding this operation.
-    guard: Option<u64>,
+    guard: Option<UserData>,
     /// For a link timeout: the operation it guards.
-    guards: Option<u64>,
+    guards: Option<UserData>,
     /// Regular file (or block device): EAGAIN goes to the pool, not to epoll.
     file: Option<bool>,
     /// RWF_NOWAIT refused (EOPNOTSUPP): call plainly after readiness.
@@ -164,8 +167,8 @@ enum State {
 
 #[derive(Default)]
 struct FdWaiters {
-    readers: Vec<u64>,
-    writers: Vec<u64>,
+    readers: Vec<UserData>,
+    writers: Vec<UserData>,
     /// The shared descriptor the registration was made for: while it is alive (upgrades), the
     /// number still names the registered file.
     owner: Option<Weak<OwnedFd>>,
@@ -189,7 +192,7 @@ fn expected(plan: &Plan) -> Option<usize> {
 
 impl Driver {
     pub(crate) fn open(
-        b: &Builder,
+        b: &Config,
         reason: String,
         bufs: Option<&BufPool>,
     ) -> io::Result<(Driver, Report)> {
@@ -290,7 +293,8 @@ impl Driver {
                 buf_rings: Vec::new(),
                 pool_done: Vec::new(),
                 nowait,
-                direct: crate::backend::DirectHints::default(),
+                direct: FdFacts::default(),
+                inline_writes: b.inline_file_writes,
                 aio,
                 aio_done: Vec::new(),
             },
@@ -298,7 +302,7 @@ impl Driver {
         ))
     }
 
-    fn insert(&mut self, ud: u64, plan: Plan, link: Link, state: State) {
+    fn insert(&mut self, ud: UserData, plan: Plan, link: Link, state: State) {
         let count = match plan {
             Plan::Timer { count, .. } => count,
             _ => 0,
@@ -333,7 +337,7 @@ impl Driver {
         Ok(ring)
     }
 
-    fn set_owner(&mut self, ud: u64, owner: Option<Weak<OwnedFd>>) {
+    fn set_owner(&mut self, ud: UserData, owner: Option<Weak<OwnedFd>>) {
         if let Some(p) = self.ops.get_mut(&ud) {
             p.owner = owner;
         }
@@ -344,9 +348,33 @@ impl Driver {
     /// page-cache hit, data waiting in a socket, a cached open), which never enters the
     /// table. Counting timeouts need every completion to pass through `complete`, so they
     /// take the general path.
-    pub(crate) fn push(
+    /// The engine's submission of one operation: inline where a fast path takes it (a local
+    /// `statx`, an inline write), else its plan, tried now where that cannot block.
+    /// `Ok(Some(result))`: completed at once.
+    #[inline]
+    pub(crate) fn submit<T: Op>(
         &mut self,
-        ud: u64,
+        ud: UserData,
+        op: &mut T,
+        ctx: &BuildCtx<'_>,
+        stats: &StatsCells,
+    ) -> Result<Option<i32>, i32> {
+        if let Some(fd) = op.local_fd() {
+            if let Some(r) = inline::local_call(&mut self.direct, op, ctx, fd, stats) {
+                return Ok(Some(r));
+            }
+        }
+        if self.inline_writes {
+            if let Some(r) = inline::positional_write(&mut self.direct, op, ctx, stats) {
+                return Ok(Some(r));
+            }
+        }
+        Ok(self.push(ud, op.plan(ctx)?, || op.fd_owner(), stats))
+    }
+
+    fn push(
+        &mut self,
+        ud: UserData,
         plan: Plan,
         owner: impl FnOnce() -> Option<Weak<OwnedFd>>,
         stats: &StatsCells,
@@ -355,8 +383,8 @@ impl Driver {
             match plan {
                 Plan::Pool(sys) if self.nowait => {
                     StatsCells::bump(&stats.syscalls);
-                    // SAFETY: the operation is in the engine's table from before this push until its
-                    // completion is reaped: the memory its plan points at is alive and unshared.
+                    // SAFETY: the operation is borrowed by the submitting frame for this call
+                    // and handed to nobody else: what its plan points at is alive and unshared.
                     if let Some(r) = unsafe { sys.try_inline() } {
                         StatsCells::bump(&stats.inline_completions);
                         return Some(r);
@@ -387,10 +415,10 @@ impl Driver {
 
     pub(crate) fn push_chain(
         &mut self,
-        items: &mut Vec<(u64, Item, Link)>,
+        items: &mut Vec<(UserData, Item, Link)>,
         stats: &StatsCells,
     ) -> Result<(), i32> {
-        let mut prev: Option<u64> = None;
+        let mut prev: Option<UserData> = None;
         let mut head = None;
         for (ud, item, link) in items.drain(..) {
             let Item::Plan(plan) = item else {
@@ -428,7 +456,7 @@ impl Driver {
     }
 
     /// Runs an operation's plan as far as it goes now.
-    fn start(&mut self, ud: u64, stats: &StatsCells) {
+    fn start(&mut self, ud: UserData, stats: &StatsCells) {
         let Some(p) = self.ops.get_mut(&ud) else {
             return;
         };
@@ -468,7 +496,7 @@ impl Driver {
         }
     }
 
-    fn try_io(&mut self, ud: u64, stats: &StatsCells) {
+    fn try_io(&mut self, ud: UserData, stats: &StatsCells) {
         let Some(p) = self.ops.get(&ud) else { return };
         let Plan::Io { sys, fd, interest } = p.plan else {
             return;
@@ -540,7 +568,7 @@ impl Driver {
 
     /// After a `RWF_NOWAIT` attempt would have blocked: files go to the pool, pipes and
     /// sockets wait for readiness.
-    fn would_block(&mut self, ud: u64, r: i32, stats: &StatsCells) {
+    fn would_block(&mut self, ud: UserData, r: i32, stats: &StatsCells) {
         let Some(p) = self.ops.get_mut(&ud) else {
             return;
         };
@@ -562,7 +590,7 @@ impl Driver {
 
     /// Whether `fd` is a regular file or block device (always "ready" to epoll, so EAGAIN
     /// means the pool), found once per operation.
-    fn is_file(&mut self, ud: u64, fd: RawFd, stats: &StatsCells) -> bool {
+    fn is_file(&mut self, ud: UserData, fd: RawFd, stats: &StatsCells) -> bool {
         let Some(p) = self.ops.get(&ud) else {
             return false;
         };
@@ -593,7 +621,7 @@ impl Driver {
     /// Waits for readiness, or completes with the error that prevents waiting.
     /// An I/O call that would block: wait for readiness. A descriptor epoll refuses (EPERM:
     /// a file type without poll support that still said EAGAIN) runs blocking on the pool.
-    fn wait_or_fail(&mut self, ud: u64, fd: RawFd, interest: Interest, stats: &StatsCells) {
+    fn wait_or_fail(&mut self, ud: UserData, fd: RawFd, interest: Interest, stats: &StatsCells) {
         match self.wait_fd(ud, fd, interest == Interest::Write, stats) {
             Ok(()) => {}
             Err(libc::EPERM) => match self.pool_syscall(ud) {
@@ -607,7 +635,7 @@ impl Driver {
     /// A multishot call: every success is a completion with `CQE_F_MORE`, drained until the
     /// call would block (edge-triggered readiness), at most `MULTI_BATCH` per round; an error
     /// is the final completion.
-    fn try_multi(&mut self, ud: u64, stats: &StatsCells) {
+    fn try_multi(&mut self, ud: UserData, stats: &StatsCells) {
         const MULTI_BATCH: usize = 64;
         let Some(Plan::Multi { sys, fd, interest }) = self.ops.get(&ud).map(|p| p.plan) else {
             return;
@@ -635,7 +663,7 @@ impl Driver {
         self.ready.push_back(ud);
     }
 
-    fn try_poll(&mut self, ud: u64, fd: RawFd, events: u32, stats: &StatsCells) {
+    fn try_poll(&mut self, ud: UserData, fd: RawFd, events: u32, stats: &StatsCells) {
         let mut pfd = libc::pollfd {
             fd,
             events: events as i16,
@@ -672,7 +700,13 @@ impl Driver {
     /// descriptor this operation holds and that descriptor is still alive: then the number
     /// cannot have changed files, and no system call is needed (the common case for the
     /// runtime's sockets and files).
-    fn wait_fd(&mut self, ud: u64, fd: RawFd, write: bool, stats: &StatsCells) -> Result<(), i32> {
+    fn wait_fd(
+        &mut self,
+        ud: UserData,
+        fd: RawFd,
+        write: bool,
+        stats: &StatsCells,
+    ) -> Result<(), i32> {
         let interest = PInterest::READABLE | PInterest::WRITABLE;
         let owner = self.ops.get(&ud).and_then(|p| p.owner.clone());
         let (known, trusted) = match self.fds.get(&fd) {
@@ -718,7 +752,7 @@ impl Driver {
 
     /// Hands a positional transfer on an `O_DIRECT` file to the kernel's AIO context (set up
     /// at the first one); false when AIO is off, full or refuses it (the pool takes it).
-    fn submit_aio(&mut self, ud: u64, sys: Syscall, stats: &StatsCells) -> bool {
+    fn submit_aio(&mut self, ud: UserData, sys: Syscall, stats: &StatsCells) -> bool {
         let op = match sys {
             _ if self.direct.is_refused(sys_fd(sys)) => return false,
             Syscall::Read { fd, buf, len, off } if off >= 0 => AioOp::Read { fd, buf, len, off },
@@ -754,7 +788,7 @@ impl Driver {
         // SAFETY: the buffers (and iovec arrays) `sys` names belong to the operation `ud`,
         // which the engine keeps, untouched, until its completion has been reaped here (or,
         // at the engine's drop, leaks; the AIO context's drop waits for the kernel).
-        match unsafe { aio.submit(ud, op) } {
+        match unsafe { aio.submit(ud.to_raw(), op) } {
             Ok(()) => {
                 StatsCells::bump(&stats.aio_jobs);
                 if let Some(p) = self.ops.get_mut(&ud) {
@@ -792,7 +826,8 @@ impl Driver {
         // On an error (EFAULT/EINVAL: not expected) `reap` re-arms the eventfd, so what it
         // did not collect is reaped at the next wait; what it did is dispatched now.
         let _ = aio.reap(&mut done);
-        for (ud, res) in done.drain(..) {
+        for (token, res) in done.drain(..) {
+            let ud = UserData::from_raw(token);
             let Some(p) = self.ops.get(&ud) else { continue };
             if !matches!(p.state, State::Aio) {
                 continue;
@@ -812,7 +847,7 @@ impl Driver {
         self.aio_done = done;
     }
 
-    fn send_to_pool(&mut self, ud: u64, sys: Syscall, stats: &StatsCells) {
+    fn send_to_pool(&mut self, ud: UserData, sys: Syscall, stats: &StatsCells) {
         if let Syscall::Close { fd } = sys {
             // Leave epoll before the number can be reused.
             if self.fds.remove(&fd).is_some() {
@@ -831,8 +866,8 @@ impl Driver {
         self.submit_pool(ud, sys, stats);
     }
 
-    fn submit_pool(&mut self, ud: u64, sys: Syscall, stats: &StatsCells) {
-        match self.pool.try_submit(ud, sys) {
+    fn submit_pool(&mut self, ud: UserData, sys: Syscall, stats: &StatsCells) {
+        match self.pool.try_submit(ud.to_raw(), sys) {
             Ok(id) => {
                 StatsCells::bump(&stats.pool_jobs);
                 if let Some(p) = self.ops.get_mut(&ud) {
@@ -855,7 +890,7 @@ impl Driver {
         }
     }
 
-    fn pool_syscall(&self, ud: u64) -> Option<Syscall> {
+    fn pool_syscall(&self, ud: UserData) -> Option<Syscall> {
         match self.ops.get(&ud)?.plan {
             Plan::Io { sys, .. } | Plan::Pool(sys) => Some(sys),
             _ => None,
@@ -868,7 +903,7 @@ impl Driver {
                 self.overflow.pop_front();
                 continue;
             };
-            match self.pool.try_submit(ud, sys) {
+            match self.pool.try_submit(ud.to_raw(), sys) {
                 Ok(id) => {
                     self.overflow.pop_front();
                     StatsCells::bump(&stats.pool_jobs);
@@ -882,7 +917,7 @@ impl Driver {
     }
 
     /// The final completion of `ud`; runs its chain on.
-    fn complete(&mut self, ud: u64, res: i32, stats: &StatsCells) {
+    fn complete(&mut self, ud: UserData, res: i32, stats: &StatsCells) {
         let Some(p) = self.ops.remove(&ud) else {
             return;
         };
@@ -932,7 +967,7 @@ impl Driver {
     }
 
     /// Completes a chain's remaining steps with ECANCELED.
-    fn cancel_chain(&mut self, mut ud: u64) {
+    fn cancel_chain(&mut self, mut ud: UserData) {
         loop {
             let Some(p) = self.ops.remove(&ud) else {
                 return;
@@ -952,7 +987,7 @@ impl Driver {
 
     /// Cancels `target`: 0 when it was stopped (it completes with ECANCELED), -EALREADY when
     /// it is running and will complete on its own, -ENOENT when there is no such operation.
-    fn cancel_op(&mut self, target: u64, stats: &StatsCells) -> i32 {
+    fn cancel_op(&mut self, target: UserData, stats: &StatsCells) -> i32 {
         let Some(p) = self.ops.get(&target) else {
             return -libc::ENOENT;
         };
@@ -1011,7 +1046,7 @@ impl Driver {
         }
     }
 
-    pub(crate) fn cancel(&mut self, ud: u64, stats: &StatsCells) {
+    pub(crate) fn cancel(&mut self, ud: UserData, stats: &StatsCells) {
         self.cancel_op(ud, stats);
     }
 
@@ -1113,9 +1148,9 @@ impl Driver {
                 self.pool.drain_completed(&mut self.pool_done);
                 let mut done = std::mem::take(&mut self.pool_done);
                 for d in done.drain(..) {
-                    if let Some(p) = self.ops.get(&d.token) {
+                    if let Some(p) = self.ops.get(&UserData::from_raw(d.token)) {
                         if matches!(p.state, State::Pool(_)) {
-                            self.complete(d.token, d.result as i32, stats);
+                            self.complete(UserData::from_raw(d.token), d.result as i32, stats);
                         }
                     }
                 }

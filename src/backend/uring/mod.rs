@@ -12,19 +12,16 @@ use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, IoUring};
 
-use super::{Item, Link, RawCompletion};
+use super::{inline, FdFacts, Item, Link, RawCompletion};
 use crate::buf::BufPool;
-use crate::engine::INTERNAL;
+use crate::op::{BuildCtx, Op, Syscall};
 use crate::stats::StatsCells;
+use crate::user_data::UserData;
 
 mod setup;
 mod submit;
 
 use submit::{enter, ENTER_GETEVENTS, ENTER_SQ_WAKEUP};
-
-/// The user_data of internal wait timeouts: internal (the engine skips it), and told apart
-/// from internal cancels by its high half.
-const WAIT_TIMEOUT: u64 = INTERNAL | 1 << 32;
 
 /// How long a wait on an SQPOLL ring watches the CQ before it sleeps in the kernel.
 const SQPOLL_SPIN: Duration = Duration::from_micros(50);
@@ -49,11 +46,20 @@ pub(crate) struct Driver {
     /// it has timers; one `TIMEOUT` each would pile up in the kernel until they expired).
     wait_pending: Option<Instant>,
     /// Cancels that found the SQ full and the ring refusing a flush; retried on every wait.
-    deferred_cancels: Vec<u64>,
+    deferred_cancels: Vec<UserData>,
     /// Provided-buffer rings registered with this ring: kept mapped as long as the ring.
     buf_rings: Vec<std::rc::Rc<crate::buf::ring::RingInner>>,
     /// Keeps the registered arena mapped for as long as the ring may use it.
     bufs: Option<BufPool>,
+    /// What is known of the descriptors operations name (`O_DIRECT`, local filesystem).
+    facts: FdFacts,
+    /// A file read submitted alone (nothing else in flight, no completed ticket held: a
+    /// caller keeping a queue of reads is better served by the ring's batch) is first tried
+    /// inline with `RWF_NOWAIT`: a page-cache hit then costs one plain syscall instead of a
+    /// ring round trip; a miss goes to the ring. Off with `Feature::NowaitReads` disabled.
+    lone_reads: bool,
+    /// Positional file writes run inline, blocking (`Builder::inline_file_writes`).
+    inline_writes: bool,
 }
 
 fn link_flags(link: Link) -> squeue::Flags {
@@ -62,6 +68,13 @@ fn link_flags(link: Link) -> squeue::Flags {
         Link::Soft => squeue::Flags::IO_LINK,
         Link::Hard => squeue::Flags::IO_HARDLINK,
     }
+}
+
+/// The engine's own cancel of `target`.
+fn cancel_entry(target: UserData) -> squeue::Entry {
+    opcode::AsyncCancel::new(target.to_raw())
+        .build()
+        .user_data(UserData::CANCEL.to_raw())
 }
 
 fn errno(e: &io::Error) -> i32 {
@@ -89,15 +102,108 @@ impl Driver {
             && self.ring.submission().is_empty()
     }
 
+    /// The engine's submission of one operation: inline where a fast path takes it (a
+    /// local `statx`, a lone cached read, an inline write), else its SQE for the next batch;
+    /// a transfer on an `O_DIRECT` file enters the kernel at once. `Ok(Some(result))`:
+    /// completed inline.
+    #[inline]
+    pub(crate) fn submit<T: Op>(
+        &mut self,
+        ud: UserData,
+        op: &mut T,
+        ctx: &BuildCtx<'_>,
+        stats: &StatsCells,
+        alone: bool,
+    ) -> Result<Option<i32>, i32> {
+        if let Some(r) = self.try_inline(op, ctx, stats, alone) {
+            return Ok(Some(r));
+        }
+        self.push_sqe(ud, op.uring_sqe(ctx)?, Link::None, stats)?;
+        self.submit_direct_now(op, ctx, stats);
+        Ok(None)
+    }
+
+    /// The fast paths that complete an operation at its submission, in order; `None` when
+    /// none takes it.
+    #[inline]
+    fn try_inline<T: Op>(
+        &mut self,
+        op: &mut T,
+        ctx: &BuildCtx<'_>,
+        stats: &StatsCells,
+        alone: bool,
+    ) -> Option<i32> {
+        if let Some(fd) = op.local_fd() {
+            if let Some(r) = inline::local_call(&mut self.facts, op, ctx, fd, stats) {
+                return Some(r);
+            }
+        }
+        if self.lone_reads && alone {
+            if let Some(r) = self.try_lone_read(op, ctx, stats) {
+                return Some(r);
+            }
+        }
+        if self.inline_writes {
+            return inline::positional_write(&mut self.facts, op, ctx, stats);
+        }
+        None
+    }
+
+    /// A lone file read tried inline (see `lone_reads`): its result, or `None` when it would
+    /// block (not cached), cannot be tried (not a positional read, an `O_DIRECT` file, a
+    /// fixed slot filled by a direct open, with no descriptor) or the file refuses
+    /// `RWF_NOWAIT`.
+    #[inline]
+    fn try_lone_read<T: Op>(
+        &mut self,
+        op: &mut T,
+        ctx: &BuildCtx<'_>,
+        stats: &StatsCells,
+    ) -> Option<i32> {
+        let sys = op.lone_read(ctx)?;
+        let Syscall::Read { fd, .. } = sys else {
+            return None;
+        };
+        if self.facts.skip_inline(fd, stats) {
+            return None;
+        }
+        StatsCells::bump(&stats.syscalls);
+        // SAFETY: `op` is borrowed for this frame and was handed to nobody else.
+        let r = unsafe { sys.run(true) };
+        if r == -libc::EOPNOTSUPP {
+            // This filesystem does not do RWF_NOWAIT: stop trying on this descriptor.
+            self.facts.refused(fd);
+        }
+        if r == -libc::EAGAIN || r == -libc::EOPNOTSUPP {
+            return None;
+        }
+        StatsCells::bump(&stats.inline_completions);
+        Some(r)
+    }
+
+    /// A transfer on an `O_DIRECT` file goes to the kernel at once instead of with the next
+    /// batch: it waits for the device anyway, so the syscall is cheap beside it, and the
+    /// device starts on it sooner (kernel-notes.md has the figures).
+    #[inline]
+    fn submit_direct_now<T: Op>(&mut self, op: &T, ctx: &BuildCtx<'_>, stats: &StatsCells) {
+        let Some(fd) = op.file_fd(ctx) else {
+            return;
+        };
+        if self.facts.is_direct(fd, stats) {
+            // An error leaves the entry in the SQ: the next turn submits it and reports.
+            let _ = self.flush(stats);
+        }
+    }
+
     #[inline]
     pub(crate) fn push_sqe(
         &mut self,
-        ud: u64,
+        ud: UserData,
         e: squeue::Entry,
         link: Link,
         stats: &StatsCells,
     ) -> Result<(), i32> {
-        self.push_entry(&e.user_data(ud).flags(link_flags(link)), stats)
+        self.push_entry(&e.user_data(ud.to_raw()).flags(link_flags(link)), stats)
     }
 
     #[inline]
@@ -117,7 +223,7 @@ impl Driver {
 
     pub(crate) fn push_chain(
         &mut self,
-        items: &mut Vec<(u64, Item, Link)>,
+        items: &mut Vec<(UserData, Item, Link)>,
         stats: &StatsCells,
     ) -> Result<(), i32> {
         let cap = self.ring.submission().capacity();
@@ -139,7 +245,7 @@ impl Driver {
             let Item::Sqe(e) = item else {
                 return Err(libc::EINVAL);
             };
-            let e = e.user_data(ud).flags(link_flags(link));
+            let e = e.user_data(ud.to_raw()).flags(link_flags(link));
             // SAFETY: as in push_entry; room was made above.
             if unsafe { sq.push(&e) }.is_err() {
                 return Err(libc::EBUSY);
@@ -256,13 +362,14 @@ impl Driver {
             {
                 let mut cq = self.ring.completion();
                 for cqe in &mut cq {
-                    if cqe.user_data() == WAIT_TIMEOUT {
+                    let ud = UserData::from_raw(cqe.user_data());
+                    if ud == UserData::WAIT_TIMEOUT {
                         // Expired (or cancelled): the next timed wait pushes a new one. With
                         // several pending (each earlier than the last), forgetting them all
                         // costs at most one timeout too many.
                         self.wait_pending = None;
                     }
-                    self.cqes.push((cqe.user_data(), cqe.result(), cqe.flags()));
+                    self.cqes.push((ud, cqe.result(), cqe.flags()));
                     n += 1;
                 }
             }
@@ -383,7 +490,7 @@ impl Driver {
             .nsec(after.subsec_nanos());
         let e = opcode::Timeout::new(&*self.wait_ts)
             .build()
-            .user_data(WAIT_TIMEOUT);
+            .user_data(UserData::WAIT_TIMEOUT.to_raw());
         // Only a timeout that was queued counts as pending: a later wait trusting one that
         // never reached the SQ would sleep without a bound.
         if self.push_entry(&e, stats).is_err() {
@@ -398,8 +505,8 @@ impl Driver {
         out.append(&mut self.cqes);
     }
 
-    pub(crate) fn cancel(&mut self, ud: u64, stats: &StatsCells) {
-        let e = opcode::AsyncCancel::new(ud).build().user_data(INTERNAL);
+    pub(crate) fn cancel(&mut self, ud: UserData, stats: &StatsCells) {
+        let e = cancel_entry(ud);
         if self.push_entry(&e, stats).is_err() {
             // The SQ is full and the kernel takes nothing now: keep the request for later.
             self.deferred_cancels.push(ud);
@@ -409,7 +516,7 @@ impl Driver {
     /// Queues the cancels that found no room earlier.
     fn push_deferred_cancels(&mut self) {
         while let Some(&ud) = self.deferred_cancels.last() {
-            let e = opcode::AsyncCancel::new(ud).build().user_data(INTERNAL);
+            let e = cancel_entry(ud);
             // SAFETY: a cancel SQE references no memory.
             if unsafe { self.ring.submission().push(&e) }.is_err() {
                 return;

@@ -7,9 +7,9 @@ use std::os::fd::AsRawFd;
 use io_uring::{opcode, IoUring, Probe};
 
 use super::{submit, Driver};
+use crate::backend::{Config, FdFacts};
 use crate::buf::BufPool;
 use crate::capability::{io_uring_disabled, memlock, Backend, Feature, Report, Status};
-use crate::engine::Builder;
 
 /// A set of setup flags to try, best first.
 struct Rung {
@@ -120,15 +120,11 @@ fn describe_setup_error(e: &io::Error) -> String {
 }
 
 impl Driver {
-    pub(crate) fn open(
-        b: &Builder,
-        engine_id: u64,
-        bufs: Option<&BufPool>,
-    ) -> io::Result<(Driver, Report)> {
+    pub(crate) fn open(b: &Config, bufs: Option<&BufPool>) -> io::Result<(Driver, Report)> {
         let mut report = Report::new(Backend::Uring, String::new());
         let mut sq = b.entries.next_power_of_two().clamp(1, 32768);
         loop {
-            match Self::open_sized(b, engine_id, bufs, sq, report.clone()) {
+            match Self::open_sized(b, bufs, sq, report.clone()) {
                 // Ring memory is charged to RLIMIT_MEMLOCK for processes without
                 // CAP_IPC_LOCK (before 5.12; seen again on 6.18, per user): a smaller ring may
                 // still fit.
@@ -145,8 +141,7 @@ impl Driver {
     }
 
     fn open_sized(
-        b: &Builder,
-        engine_id: u64,
+        b: &Config,
         bufs: Option<&BufPool>,
         sq: u32,
         mut report: Report,
@@ -339,7 +334,7 @@ impl Driver {
                 // FixedBuf in flight keeps it too.
                 match unsafe { ring.submitter().register_buffers(&[iov]) } {
                     Ok(()) => {
-                        pool.mark_registered(engine_id, 0);
+                        pool.mark_registered(b.engine_id, 0);
                         Status::on(format!(
                             "{} x {} KiB registered as one arena ({} KiB pinned)",
                             pool.count(),
@@ -461,6 +456,9 @@ impl Driver {
             deferred_cancels: Vec::new(),
             buf_rings: Vec::new(),
             bufs: bufs.cloned(),
+            facts: FdFacts::default(),
+            lone_reads: !dis(Feature::NowaitReads),
+            inline_writes: b.inline_file_writes,
         };
         Ok((driver, report))
     }
