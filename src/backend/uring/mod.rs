@@ -277,10 +277,12 @@ impl Driver {
         )
     }
 
-    /// Flags an enter needs besides the caller's: GETEVENTS to flush a CQ overflow or run
-    /// deferred task work, SQ_WAKEUP for a sleeping SQPOLL thread.
-    fn sq_flags(&mut self, stats: &StatsCells) -> (u32, bool) {
+    /// The entries waiting in the SQ, and the flags an enter needs besides the caller's:
+    /// GETEVENTS to flush a CQ overflow or run deferred task work, SQ_WAKEUP for a sleeping
+    /// SQPOLL thread (and whether those force an enter).
+    fn sq_state(&mut self, stats: &StatsCells) -> (u32, u32, bool) {
         let sq = self.ring.submission();
+        let pending = sq.len() as u32;
         let mut flags = 0;
         if sq.cq_overflow() {
             StatsCells::bump(&stats.cq_overflows);
@@ -300,15 +302,14 @@ impl Driver {
                 must_enter = true;
             }
         }
-        (flags, must_enter)
+        (pending, flags, must_enter)
     }
 
     /// Submits what is in the SQ without waiting.
     pub(crate) fn flush(&mut self, stats: &StatsCells) -> io::Result<usize> {
         let mut total = 0usize;
         loop {
-            let pending = self.ring.submission().len() as u32;
-            let (flags, must_enter) = self.sq_flags(stats);
+            let (pending, flags, must_enter) = self.sq_state(stats);
             if pending == 0 && !must_enter {
                 return Ok(total);
             }
@@ -355,8 +356,22 @@ impl Driver {
         }
     }
 
-    /// Copies every available CQE out of the ring; returns how many.
+    /// Copies every available CQE out of the ring into `cqes`; returns how many.
     fn reap(&mut self, stats: &StatsCells) -> usize {
+        let mut cqes = std::mem::take(&mut self.cqes);
+        let n = self.reap_into(&mut cqes, stats);
+        self.cqes = cqes;
+        n
+    }
+
+    /// Moves the completions reaped earlier (by a flush), then every CQE in the ring, into
+    /// `out`, in the order the kernel posted them (a multishot operation's items must stay in
+    /// order); returns how many came from the ring.
+    #[inline]
+    fn reap_into(&mut self, out: &mut Vec<RawCompletion>, stats: &StatsCells) -> usize {
+        if !self.cqes.is_empty() {
+            out.append(&mut self.cqes);
+        }
         let mut n = 0;
         loop {
             {
@@ -369,7 +384,7 @@ impl Driver {
                         // costs at most one timeout too many.
                         self.wait_pending = None;
                     }
-                    self.cqes.push((ud, cqe.result(), cqe.flags()));
+                    out.push((ud, cqe.result(), cqe.flags()));
                     n += 1;
                 }
             }
@@ -387,7 +402,8 @@ impl Driver {
         }
     }
 
-    /// Submits the batch and waits for at least one completion or the timeout.
+    /// Submits the batch and waits for at least one completion or the timeout; every
+    /// completion available goes to `out`.
     pub(crate) fn wait(
         &mut self,
         timeout: Option<Duration>,
@@ -398,15 +414,16 @@ impl Driver {
         if !self.deferred_cancels.is_empty() {
             self.push_deferred_cancels();
         }
+        let base = out.len();
         let mut spun = false;
         let result = loop {
-            self.reap(stats);
-            let pending = self.ring.submission().len() as u32;
-            let (mut flags, must_enter) = self.sq_flags(stats);
+            self.reap_into(out, stats);
+            let have = out.len() > base;
+            let (pending, mut flags, must_enter) = self.sq_state(stats);
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if self.sqpoll && !must_enter {
                 // The kernel thread submits by itself: enter only to sleep for completions.
-                if !self.cqes.is_empty() || remaining == Some(Duration::ZERO) {
+                if have || remaining == Some(Duration::ZERO) {
                     break Ok(());
                 }
                 // Whoever asks for SQPOLL has given a core to the kernel's thread, which
@@ -420,54 +437,71 @@ impl Driver {
                 }
             }
             flags |= ENTER_GETEVENTS;
-            let poll_only = !self.cqes.is_empty() || remaining == Some(Duration::ZERO);
-            let mut want = if poll_only { 0 } else { 1 };
-            let mut ts = None;
-            if want == 1 {
-                if let Some(rem) = remaining {
-                    if self.ext_arg {
-                        ts = Some(rem);
-                    } else if !self.push_wait_timeout(rem, stats) {
-                        // No timeout could be queued (the SQ full and the kernel taking
-                        // nothing): a sleep would have no bound, so only poll; the caller's
-                        // loop comes back.
-                        want = 0;
-                    }
-                }
-            }
-            let pending = pending.max(self.ring.submission().len() as u32);
-            if !self.cqes.is_empty() && pending == 0 && flags == ENTER_GETEVENTS && !self.sqpoll {
+            if have && pending == 0 && flags == ENTER_GETEVENTS && !self.sqpoll {
                 // Completions at hand and nothing to submit or flush: no need to enter.
                 break Ok(());
             }
+            let poll_only = have || remaining == Some(Duration::ZERO);
+            let (want, ts) = self.wait_bound(poll_only, remaining, stats);
+            // A wait timeout pushed just now is one more entry to submit.
+            let pending = pending.max(self.ring.submission().len() as u32);
             match self.enter(pending, want, flags, ts, stats) {
                 Ok(_) => break Ok(()),
-                Err(e) => match e.raw_os_error() {
-                    // A timed wait that expired: not an error.
-                    Some(libc::ETIME) => break Ok(()),
-                    // A signal: whatever was submitted stays submitted (the SQ head moved);
-                    // wait again for the rest of the time, resubmitting only what is left.
-                    Some(libc::EINTR) => {
-                        if deadline.is_some_and(|d| Instant::now() >= d) {
-                            break Ok(());
-                        }
+                Err(e) => {
+                    if let Some(r) = self.after_enter_error(e, deadline, out, base, stats) {
+                        break r;
                     }
-                    Some(libc::EAGAIN) | Some(libc::EBUSY) => {
-                        if self.reap(stats) == 0 {
-                            // Give the kernel a moment to free request memory.
-                            std::thread::yield_now();
-                        }
-                        if !self.cqes.is_empty() {
-                            break Ok(());
-                        }
-                    }
-                    _ => break Err(e),
-                },
+                }
             }
         };
-        self.reap(stats);
-        out.append(&mut self.cqes);
+        self.reap_into(out, stats);
         result
+    }
+
+    /// How many completions a wait asks for (0: poll only) and its EXT_ARG timeout. Without
+    /// EXT_ARG the bound is an internal TIMEOUT request; when none can be queued the wait
+    /// only polls: a sleep would have no bound, and the caller's loop comes back.
+    #[inline]
+    fn wait_bound(
+        &mut self,
+        poll_only: bool,
+        remaining: Option<Duration>,
+        stats: &StatsCells,
+    ) -> (u32, Option<Duration>) {
+        match remaining {
+            _ if poll_only => (0, None),
+            None => (1, None),
+            Some(rem) if self.ext_arg => (1, Some(rem)),
+            Some(rem) => (u32::from(self.push_wait_timeout(rem, stats)), None),
+        }
+    }
+
+    /// After a failed wait's enter: `Some(result)` to end the wait, `None` to try again.
+    fn after_enter_error(
+        &mut self,
+        e: io::Error,
+        deadline: Option<Instant>,
+        out: &mut Vec<RawCompletion>,
+        base: usize,
+        stats: &StatsCells,
+    ) -> Option<io::Result<()>> {
+        match e.raw_os_error() {
+            // A timed wait that expired: not an error.
+            Some(libc::ETIME) => Some(Ok(())),
+            // A signal: whatever was submitted stays submitted (the SQ head moved); wait
+            // again for the rest of the time, resubmitting only what is left.
+            Some(libc::EINTR) => deadline
+                .is_some_and(|d| Instant::now() >= d)
+                .then_some(Ok(())),
+            Some(libc::EAGAIN) | Some(libc::EBUSY) => {
+                if self.reap_into(out, stats) == 0 {
+                    // Give the kernel a moment to free request memory.
+                    std::thread::yield_now();
+                }
+                (out.len() > base).then_some(Ok(()))
+            }
+            _ => Some(Err(e)),
+        }
     }
 
     /// Bounds a wait on kernels without EXT_ARG with an internal TIMEOUT request: true when
