@@ -82,6 +82,11 @@ fn main() {
         ("batch 32", BATCH, if quick { 64_000 } else { 640_000 }),
         ("single", 1, if quick { 20_000 } else { 200_000 }),
     ] {
+        // TRUEIO_NOP_MODE=batch|single runs one mode alone (for a profiler).
+        let mode = std::env::var("TRUEIO_NOP_MODE").unwrap_or_default();
+        if !mode.is_empty() && !name.starts_with(mode.as_str()) {
+            continue;
+        }
         // Warm up both.
         raw(&mut ring, ops / 10, batch);
         engine(&e, ops / 10, batch, &mut tickets);

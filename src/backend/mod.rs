@@ -193,11 +193,17 @@ impl Driver {
         }
     }
 
+    /// Empties the fixed-file slots whose handles were dropped since the last call.
+    #[inline]
     pub(crate) fn release_slots(&mut self, files: &FileTable) -> io::Result<()> {
-        let released = std::mem::take(&mut *files.released.borrow_mut());
-        if released.is_empty() {
+        if files.released.borrow().is_empty() {
             return Ok(());
         }
+        self.release_slots_now(files)
+    }
+
+    fn release_slots_now(&mut self, files: &FileTable) -> io::Result<()> {
+        let released = std::mem::take(&mut *files.released.borrow_mut());
         for slot in released {
             if let Driver::Uring(d) = self {
                 if d.fixed_files_native() {

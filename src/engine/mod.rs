@@ -7,7 +7,6 @@
 //! - this file: the engine, submission, turns and teardown.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::mem::ManuallyDrop;
@@ -15,8 +14,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
-
-use slab::Slab;
 
 use crate::backend::{Config, Driver, Item, Link, RawCompletion};
 use crate::buf::{BufPool, BufRing, FixedBuf};
@@ -37,7 +34,7 @@ pub use chain::Chain;
 pub use subscription::Subscription;
 pub use ticket::Ticket;
 
-use table::{Entry, Finished, State};
+use table::{Finished, State, Table};
 use ticket::TicketState;
 
 /// The completion engine: takes owned operations, gives back completions that carry the
@@ -68,7 +65,7 @@ pub struct Engine {
 
 pub(crate) struct Inner {
     pub(crate) id: u64,
-    pub(crate) ops: RefCell<Slab<Entry>>,
+    ops: RefCell<Table>,
     /// Dropped by hand: in a forked child it must not run (see `fork`).
     pub(crate) driver: ManuallyDrop<RefCell<Driver>>,
     /// The fork generation the engine was built in.
@@ -92,6 +89,9 @@ pub(crate) struct Inner {
     held_done: Cell<usize>,
     /// Of `completed_inline`, those that completed at submission (no table entry).
     detached_inline: Cell<usize>,
+    /// The last push left completions in the backend (a full SQ was flushed): see
+    /// `after_push`.
+    reaped_at_push: Cell<bool>,
     /// Operations whose handle was dropped and that have completed; finished (their output
     /// built and dropped, closing any descriptor it holds) outside every borrow.
     finished: RefCell<Vec<Finished>>,
@@ -103,7 +103,7 @@ impl Inner {
     fn new(cfg: &Config, driver: Driver, report: Report, bufs: Option<BufPool>) -> Inner {
         Inner {
             id: cfg.engine_id,
-            ops: RefCell::new(Slab::with_capacity(cfg.entries as usize * 2)),
+            ops: RefCell::new(Table::with_capacity(cfg.entries as usize * 2)),
             driver: ManuallyDrop::new(RefCell::new(driver)),
             fork_gen: crate::fork::generation(),
             stats: StatsCells::default(),
@@ -117,6 +117,7 @@ impl Inner {
             completed_inline: Cell::new(0),
             held_done: Cell::new(0),
             detached_inline: Cell::new(0),
+            reaped_at_push: Cell::new(false),
             finished: RefCell::new(Vec::new()),
             chain_buf: RefCell::new(Vec::new()),
         }
@@ -333,11 +334,7 @@ impl Inner {
 
     /// Submits a multishot operation, its entry a stream of completions.
     fn submit_multishot<T: Multishot>(self: &Rc<Self>, mut op: T) -> Subscription<T> {
-        let ud = self.insert_with(State::Stream {
-            queue: VecDeque::new(),
-            waker: None,
-            ended: false,
-        });
+        let ud = self.insert_with(State::Stream(Box::default()));
         if let Some(r) = self.push_op(ud, &mut op, true) {
             self.complete_now(ud, r);
         }
@@ -371,10 +368,12 @@ impl Inner {
         // Nothing else outstanding (in flight, or completed and not yet taken): the backend
         // may run the call inline rather than batch it (see io_uring's lone reads).
         let alone = self.ops.borrow().len() + self.held_done.get() == usize::from(in_table);
-        let res = self
-            .driver
-            .borrow_mut()
-            .submit(ud, op, &self.ctx(), &self.stats, alone);
+        let res = {
+            let mut driver = self.driver.borrow_mut();
+            let res = driver.submit(ud, op, &self.ctx(), &self.stats, alone);
+            self.reaped_at_push.set(driver.has_completions());
+            res
+        };
         match res {
             Ok(None) => None,
             // Completed at once (inline).
@@ -387,7 +386,7 @@ impl Inner {
     /// completions the push produced, if any.
     #[inline]
     fn after_push(&self) {
-        if self.driver.borrow().has_completions() {
+        if self.reaped_at_push.get() {
             self.dispatch_now();
         }
     }
@@ -413,10 +412,7 @@ impl Inner {
                 TicketState::Done(res)
             }
             None => {
-                let key = self.ops.borrow_mut().insert(Entry {
-                    gen,
-                    state: State::Pending,
-                });
+                let key = self.ops.borrow_mut().insert_pending(gen);
                 // A mismatch would leave the kernel with a user_data no entry answers to.
                 assert_eq!(key, ud.key(), "the operation table changed during a push");
                 TicketState::InTable(ud)
@@ -488,8 +484,8 @@ impl Drop for Inner {
         if self.forked() {
             // A child's copy of the parent's engine: the ring, the epoll instance and the pool
             // threads are the parent's. Touch none of it; leak the operations and the driver.
-            for (_, e) in std::mem::take(self.ops.get_mut()) {
-                std::mem::forget(e);
+            for state in self.ops.get_mut().take_all() {
+                std::mem::forget(state);
             }
             return;
         }
@@ -530,8 +526,8 @@ impl Drop for Inner {
         // What is still pending belongs to the kernel (or a pool thread): leak it rather than
         // free memory that may still be written. Only Ignored entries can remain, since every
         // handle (which holds this Inner alive) is gone.
-        for (_, e) in std::mem::take(self.ops.get_mut()) {
-            if let State::Ignored(op) = e.state {
+        for state in self.ops.get_mut().take_all() {
+            if let State::Ignored(op) = state {
                 std::mem::forget(op);
             }
         }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use super::table::{AbandonedStream, State};
+use super::table::{AbandonedStream, State, Stream};
 use super::Inner;
 use crate::op::{Multishot, OpId};
 use crate::user_data::UserData;
@@ -51,14 +51,14 @@ impl<T: Multishot> Subscription<T> {
             else {
                 return Poll::Ready(None);
             };
-            let State::Stream {
+            let State::Stream(s) = &mut e.state else {
+                return Poll::Ready(None);
+            };
+            let Stream {
                 queue,
                 waker,
                 ended,
-            } = &mut e.state
-            else {
-                return Poll::Ready(None);
-            };
+            } = &mut **s;
             match queue.pop_front() {
                 Some(c) => Some(c),
                 None if *ended => None,
@@ -107,7 +107,7 @@ impl<T: Multishot> Drop for Subscription<T> {
                 return;
             };
             let (queued, ended) = match &mut e.state {
-                State::Stream { queue, ended, .. } => (std::mem::take(queue), *ended),
+                State::Stream(s) => (std::mem::take(&mut s.queue), s.ended),
                 _ => (VecDeque::new(), true),
             };
             if ended {

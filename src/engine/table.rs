@@ -37,13 +37,127 @@ pub(super) enum State {
         flags: u32,
         waker: Option<Waker>,
     },
-    /// A multishot operation: its completions so far, in order; `ended` once the final one
-    /// (without `IORING_CQE_F_MORE`) arrived.
-    Stream {
-        queue: VecDeque<(i32, u32)>,
-        waker: Option<Waker>,
-        ended: bool,
-    },
+    /// A multishot operation (boxed: rare, and the table's entries stay small).
+    Stream(Box<Stream>),
+    /// A free slot of the table (never seen outside it): the next free slot's key.
+    Vacant(usize),
+}
+
+/// A multishot operation's completions so far, in order; `ended` once the final one (without
+/// `IORING_CQE_F_MORE`) arrived.
+#[derive(Default)]
+pub(super) struct Stream {
+    pub(super) queue: VecDeque<(i32, u32)>,
+    pub(super) waker: Option<Waker>,
+    pub(super) ended: bool,
+}
+
+/// The entries by key, with a free list through the vacant ones (the shape of the `slab`
+/// crate, whose out-of-line `insert_at` took each new entry by value: built on the stack and
+/// loaded back at once, a store-forwarding stall on every submission). Here an insert writes
+/// the generation and the state's tag in place.
+#[derive(Default)]
+pub(super) struct Table {
+    slots: Vec<Entry>,
+    /// The first vacant slot (`slots.len()` when none).
+    next: usize,
+    len: usize,
+}
+
+impl Table {
+    pub(super) fn with_capacity(n: usize) -> Table {
+        Table {
+            slots: Vec::with_capacity(n),
+            next: 0,
+            len: 0,
+        }
+    }
+
+    /// Entries in the table.
+    #[inline]
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The key the next insert takes.
+    #[inline]
+    pub(super) fn vacant_key(&self) -> usize {
+        self.next
+    }
+
+    /// Inserts an entry at [`vacant_key`](Self::vacant_key) in `state`; returns that key.
+    #[inline]
+    pub(super) fn insert(&mut self, gen: u32, state: State) -> usize {
+        let key = self.insert_pending(gen);
+        self.slots[key].state = state;
+        key
+    }
+
+    /// Inserts a [`State::Pending`] entry, the submission's hot path: the generation and the
+    /// tag are written in place (an entry moved in by value is built on the stack and loaded
+    /// back at once, a store-forwarding stall).
+    #[inline(always)]
+    pub(super) fn insert_pending(&mut self, gen: u32) -> usize {
+        let key = self.next;
+        match self.slots.get_mut(key) {
+            Some(slot) => {
+                let State::Vacant(next) = slot.state else {
+                    unreachable!("the free list names an occupied slot");
+                };
+                self.next = next;
+                slot.gen = gen;
+                // A vacant state owns nothing: no drop glue to run.
+                std::mem::forget(std::mem::replace(&mut slot.state, State::Pending));
+            }
+            None => {
+                self.slots.push(Entry {
+                    gen,
+                    state: State::Pending,
+                });
+                self.next = self.slots.len();
+            }
+        }
+        self.len += 1;
+        key
+    }
+
+    #[inline]
+    pub(super) fn get(&self, key: usize) -> Option<&Entry> {
+        self.slots
+            .get(key)
+            .filter(|e| !matches!(e.state, State::Vacant(_)))
+    }
+
+    #[inline]
+    pub(super) fn get_mut(&mut self, key: usize) -> Option<&mut Entry> {
+        self.slots
+            .get_mut(key)
+            .filter(|e| !matches!(e.state, State::Vacant(_)))
+    }
+
+    /// Removes the entry at `key`, if any; returns its state.
+    #[inline]
+    pub(super) fn remove(&mut self, key: usize) -> Option<State> {
+        let next = self.next;
+        let e = self.get_mut(key)?;
+        let state = std::mem::replace(&mut e.state, State::Vacant(next));
+        self.next = key;
+        self.len -= 1;
+        Some(state)
+    }
+
+    /// The entries with their keys.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (usize, &Entry)> {
+        (self.slots.iter().enumerate()).filter(|(_, e)| !matches!(e.state, State::Vacant(_)))
+    }
+
+    /// Takes every entry's state out, leaving the table empty.
+    pub(super) fn take_all(&mut self) -> impl Iterator<Item = State> {
+        let slots = std::mem::take(&mut self.slots);
+        self.next = 0;
+        self.len = 0;
+        (slots.into_iter().map(|e| e.state)).filter(|s| !matches!(s, State::Vacant(_)))
+    }
 }
 
 /// An operation whose handle is gone, type-erased so the engine can finish it.
@@ -82,7 +196,7 @@ impl Inner {
     #[inline]
     pub(super) fn insert_with(&self, state: State) -> UserData {
         let gen = self.next_generation();
-        let key = self.ops.borrow_mut().insert(Entry { gen, state });
+        let key = self.ops.borrow_mut().insert(gen, state);
         UserData::new(key, gen)
     }
 
@@ -98,10 +212,11 @@ impl Inner {
     /// the table: its output was taken; or it was never submitted to this engine).
     pub(super) fn has_ended(&self, ud: UserData) -> bool {
         match self.ops.borrow().get(ud.key()) {
-            Some(e) if e.gen == ud.gen() => matches!(
-                e.state,
-                State::Done { .. } | State::Stream { ended: true, .. }
-            ),
+            Some(e) if e.gen == ud.gen() => match &e.state {
+                State::Done { .. } => true,
+                State::Stream(s) => s.ended,
+                _ => false,
+            },
             _ => true,
         }
     }
@@ -110,9 +225,9 @@ impl Inner {
     pub(super) fn complete_now(&self, ud: UserData, res: i32) {
         if let Some(e) = self.ops.borrow_mut().get_mut(ud.key()) {
             match &mut e.state {
-                State::Stream { queue, ended, .. } => {
-                    queue.push_back((res, 0));
-                    *ended = true;
+                State::Stream(s) => {
+                    s.queue.push_back((res, 0));
+                    s.ended = true;
                 }
                 s => *s = State::Done { res, flags: 0 },
             }
@@ -142,11 +257,13 @@ impl Inner {
             .completed
             .set(self.stats.completed.get() + n as u64);
         // Wake and finish outside every borrow: a waker or a drop may call back in.
-        let mut wakers = std::mem::take(&mut *self.wakers.borrow_mut());
-        for w in wakers.drain(..) {
-            w.wake();
+        if !self.wakers.borrow().is_empty() {
+            let mut wakers = std::mem::take(&mut *self.wakers.borrow_mut());
+            for w in wakers.drain(..) {
+                w.wake();
+            }
+            *self.wakers.borrow_mut() = wakers;
         }
-        *self.wakers.borrow_mut() = wakers;
         loop {
             let next = self.finished.borrow_mut().pop();
             match next {
@@ -161,8 +278,9 @@ impl Inner {
 /// Moves one completion into its entry: true when it was the operation's final one. A waker
 /// to wake goes to `wakers`; an abandoned operation that ended goes to `finished`, out of the
 /// table.
+#[inline]
 fn deliver(
-    ops: &mut slab::Slab<Entry>,
+    ops: &mut Table,
     (ud, res, flags): RawCompletion,
     wakers: &mut Vec<Waker>,
     finished: &mut Vec<Finished>,
@@ -174,55 +292,62 @@ fn deliver(
         return false;
     };
     let more = flags & CQE_F_MORE != 0;
+    match entry.state {
+        State::Stream(_) => return deliver_more(entry, res, flags, wakers),
+        State::Pending | State::Waiting(_) | State::Ignored(_) if more => {
+            return deliver_more(entry, res, flags, wakers)
+        }
+        // Anything else is final (a second "more" after a partial result ends it too).
+        _ => {}
+    }
+    // The final completion of a single-shot operation (the common case).
+    match std::mem::replace(&mut entry.state, State::Done { res, flags }) {
+        State::Waiting(w) => wakers.push(w),
+        // The result of an operation that completed in two steps is the first one's.
+        State::Partial { res, flags, waker } => {
+            entry.state = State::Done { res, flags };
+            wakers.extend(waker);
+        }
+        State::Ignored(op) => {
+            ops.remove(ud.key());
+            finished.push((op, res, flags));
+        }
+        State::Pending | State::Done { .. } | State::Stream(_) | State::Vacant(_) => {}
+    }
+    true
+}
+
+/// A multishot operation's completion, or a single-shot one's with more to follow (a
+/// zero-copy send's result before its notification): true when it was the final one.
+fn deliver_more(entry: &mut Entry, res: i32, flags: u32, wakers: &mut Vec<Waker>) -> bool {
+    let more = flags & CQE_F_MORE != 0;
     match &mut entry.state {
-        State::Stream {
-            queue,
-            waker,
-            ended,
-        } => {
-            queue.push_back((res, flags));
+        State::Stream(s) => {
+            s.queue.push_back((res, flags));
             if !more {
-                *ended = true;
+                s.ended = true;
             }
-            if let Some(w) = waker.take() {
-                wakers.push(w);
-            }
-            return !more;
+            wakers.extend(s.waker.take());
+            !more
         }
-        State::Ignored(op) if more => {
+        State::Ignored(op) => {
             op.partial(res, flags);
-            return false;
+            false
         }
-        State::Pending if more => {
+        State::Pending => {
             entry.state = State::Partial {
                 res,
                 flags,
                 waker: None,
             };
-            return false;
+            false
         }
-        State::Waiting(w) if more => {
+        State::Waiting(w) => {
             let waker = Some(w.clone());
             entry.state = State::Partial { res, flags, waker };
-            return false;
+            false
         }
-        _ => {}
+        // Not sent here: `deliver` finishes these.
+        State::Partial { .. } | State::Done { .. } | State::Vacant(_) => true,
     }
-    // The result of an operation that completed in two steps is the first one's.
-    let (res, flags) = match entry.state {
-        State::Partial { res, flags, .. } => (res, flags),
-        _ => (res, flags),
-    };
-    match std::mem::replace(&mut entry.state, State::Done { res, flags }) {
-        State::Waiting(w) | State::Partial { waker: Some(w), .. } => wakers.push(w),
-        State::Ignored(op) => {
-            ops.remove(ud.key());
-            finished.push((op, res, flags));
-        }
-        State::Pending
-        | State::Done { .. }
-        | State::Stream { .. }
-        | State::Partial { waker: None, .. } => {}
-    }
-    true
 }
