@@ -215,68 +215,14 @@ impl Driver {
             AioSlot::Untried
         };
 
-        let mut report = Report::new(Backend::Epoll, reason);
-        report.registered_buffers = match bufs {
-            Some(p) => Status::off(format!(
-                "emulated: {} x {} KiB page-aligned pool, same API, plain reads and writes",
-                p.count(),
-                p.buf_size() / 1024
-            )),
-            None => Status::off("no buffer pool configured"),
-        };
-        report.fixed_files = if b.fixed_files > 0 {
-            Status::off(format!(
-                "emulated: {} slots holding ordinary descriptors",
-                b.fixed_files
-            ))
-        } else {
-            Status::off("no slots configured")
-        };
-        report.registered_ring_fd = Status::off("no ring on this backend");
-        report.sqpoll = Status::off("no ring on this backend");
-        report.timed_wait = Status::on("epoll_wait timeout and a timer heap");
-        let file_path = if nowait {
-            "preadv2/pwritev2 with RWF_NOWAIT inline (page-cache hit), else the blocking pool"
-        } else {
-            "blocking pool (RWF_NOWAIT attempts disabled)"
-        };
-        let file_path = if matches!(aio, AioSlot::Off) {
-            format!("{file_path}; O_DIRECT: the blocking pool (kernel AIO disabled)")
-        } else {
-            format!(
-                "{file_path}; O_DIRECT: kernel AIO (io_submit with RWF_NOWAIT, up to \
-                 {AIO_ENTRIES} in flight) where the kernel allows it, else the pool"
-            )
-        };
-        report.paths = vec![
-            ("nop", "completes inline".into()),
-            (
-                "read/write",
-                format!("sockets, pipes: try now, on EAGAIN wait for epoll readiness; files: {file_path}"),
-            ),
-            ("read_fixed", "as read/write (buffers not registered)".into()),
-            ("readv/writev", "as read/write".into()),
-            ("fsync", format!("blocking pool ({threads} threads)")),
-            ("fallocate", "blocking pool".into()),
-            (
-                "open",
-                "openat2 inline when the path is cached (RESOLVE_CACHED, 5.12), else on the \
-                 blocking pool (openat without RESOLVE_* before 5.6)"
-                    .into(),
-            ),
-            ("close", "blocking pool".into()),
-            ("statx", "blocking pool".into()),
-            ("timeout", "timer heap, epoll_wait timeout".into()),
-            ("cancel", "queued or waiting: ECANCELED; running on the pool or with AIO: its result".into()),
-            ("poll", "epoll readiness".into()),
-            ("splice", "SPLICE_F_NONBLOCK now, on EAGAIN wait for the pipe end".into()),
-            (
-                "accept/connect",
-                "accept4/connect now, on EAGAIN (EINPROGRESS) wait for readiness".into(),
-            ),
-            ("send/recv", "MSG_DONTWAIT now, on EAGAIN wait for readiness".into()),
-            ("shutdown", "inline".into()),
-        ];
+        let report = describe(
+            b,
+            reason,
+            bufs,
+            nowait,
+            !matches!(aio, AioSlot::Off),
+            threads,
+        );
         Ok((
             Driver {
                 poller,
@@ -1204,4 +1150,92 @@ fn sys_fd(sys: Syscall) -> RawFd {
         | Syscall::Writev { fd, .. } => fd,
         _ => -1,
     }
+}
+
+/// The epoll backend's report: what it emulates, and the path each operation takes.
+fn describe(
+    b: &Config,
+    reason: String,
+    bufs: Option<&BufPool>,
+    nowait: bool,
+    aio: bool,
+    threads: usize,
+) -> Report {
+    let mut report = Report::new(Backend::Epoll, reason);
+    report.registered_buffers = match bufs {
+        Some(p) => Status::off(format!(
+            "emulated: {} x {} KiB page-aligned pool, same API, plain reads and writes",
+            p.count(),
+            p.buf_size() / 1024
+        )),
+        None => Status::off("no buffer pool configured"),
+    };
+    report.fixed_files = if b.fixed_files > 0 {
+        Status::off(format!(
+            "emulated: {} slots holding ordinary descriptors",
+            b.fixed_files
+        ))
+    } else {
+        Status::off("no slots configured")
+    };
+    report.registered_ring_fd = Status::off("no ring on this backend");
+    report.sqpoll = Status::off("no ring on this backend");
+    report.timed_wait = Status::on("epoll_wait timeout and a timer heap");
+    let file_path = if nowait {
+        "preadv2/pwritev2 with RWF_NOWAIT inline (page-cache hit), else the blocking pool"
+    } else {
+        "blocking pool (RWF_NOWAIT attempts disabled)"
+    };
+    let file_path = if !aio {
+        format!("{file_path}; O_DIRECT: the blocking pool (kernel AIO disabled)")
+    } else {
+        format!(
+            "{file_path}; O_DIRECT: kernel AIO (io_submit with RWF_NOWAIT, up to \
+             {AIO_ENTRIES} in flight) where the kernel allows it, else the pool"
+        )
+    };
+    report.paths = vec![
+        ("nop", "completes inline".into()),
+        (
+            "read/write",
+            format!(
+                "sockets, pipes: try now, on EAGAIN wait for epoll readiness; files: {file_path}"
+            ),
+        ),
+        (
+            "read_fixed",
+            "as read/write (buffers not registered)".into(),
+        ),
+        ("readv/writev", "as read/write".into()),
+        ("fsync", format!("blocking pool ({threads} threads)")),
+        ("fallocate", "blocking pool".into()),
+        (
+            "open",
+            "openat2 inline when the path is cached (RESOLVE_CACHED, 5.12), else on the \
+             blocking pool (openat without RESOLVE_* before 5.6)"
+                .into(),
+        ),
+        ("close", "blocking pool".into()),
+        ("statx", "blocking pool".into()),
+        ("timeout", "timer heap, epoll_wait timeout".into()),
+        (
+            "cancel",
+            "queued or waiting: ECANCELED; running on the pool or with AIO: its result".into(),
+        ),
+        ("poll", "epoll readiness".into()),
+        (
+            "splice",
+            "SPLICE_F_NONBLOCK now, on EAGAIN wait for the pipe end".into(),
+        ),
+        (
+            "accept/connect",
+            "accept4/connect now, on EAGAIN (EINPROGRESS) wait for readiness".into(),
+        ),
+        (
+            "send/recv",
+            "MSG_DONTWAIT now, on EAGAIN wait for readiness".into(),
+        ),
+        ("shutdown", "inline".into()),
+    ];
+    report
 }

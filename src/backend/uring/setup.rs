@@ -140,6 +140,8 @@ impl Driver {
         }
     }
 
+    /// One attempt at a ring of `sq` entries: the setup ladder, the minimum checks, then each
+    /// registration on its own rung, every step recorded in the report.
     fn open_sized(
         b: &Config,
         bufs: Option<&BufPool>,
@@ -152,296 +154,20 @@ impl Driver {
             .max(sq * 2)
             .next_power_of_two()
             .min(65536);
-        let dis = |f: Feature| b.disabled.contains(f);
-
-        let try_build = |rung: &Rung, sqpoll: Option<u32>| -> io::Result<IoUring> {
-            let mut builder = IoUring::builder();
-            builder.setup_cqsize(cq).dontfork();
-            if rung.single_issuer {
-                builder.setup_single_issuer();
-            }
-            if rung.defer_taskrun {
-                builder.setup_defer_taskrun();
-            }
-            if rung.coop_taskrun {
-                builder.setup_coop_taskrun();
-            }
-            if rung.submit_all {
-                builder.setup_submit_all();
-            }
-            if let Some(idle) = sqpoll {
-                builder.setup_sqpoll(idle);
-                if let Some(cpu) = b.sqpoll_cpu {
-                    builder.setup_sqpoll_cpu(cpu);
-                }
-            }
-            builder.build(sq)
-        };
-
-        let usable = |r: &&Rung| {
-            !(r.single_issuer && dis(Feature::SingleIssuer)
-                || r.defer_taskrun && dis(Feature::DeferTaskrun)
-                || r.coop_taskrun && dis(Feature::CoopTaskrun)
-                || r.submit_all && dis(Feature::SubmitAll))
-        };
-
-        let mut ring = None;
-        let mut used_rung = None;
-        let mut sqpoll_on = false;
-        let sqpoll_tries: Vec<Option<u32>> = match b.sqpoll_idle {
-            Some(idle) => vec![Some(idle), None],
-            None => vec![None],
-        };
-        'outer: for sqpoll in sqpoll_tries {
-            for rung in RUNGS.iter().filter(usable) {
-                // DEFER_TASKRUN needs the submitter to reap; SQPOLL submits from a kernel
-                // thread: the kernel rejects the pair.
-                if sqpoll.is_some() && rung.defer_taskrun {
-                    continue;
-                }
-                match try_build(rung, sqpoll) {
-                    Ok(r) => {
-                        ring = Some(r);
-                        used_rung = Some(rung);
-                        sqpoll_on = sqpoll.is_some();
-                        break 'outer;
-                    }
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                        report.setup_rejected.push(format!(
-                            "{}{}: EINVAL",
-                            rung.name,
-                            if sqpoll.is_some() { " | SQPOLL" } else { "" }
-                        ));
-                    }
-                    Err(e) if sqpoll.is_some() && e.raw_os_error() == Some(libc::EPERM) => {
-                        report.setup_rejected.push(format!(
-                            "{} | SQPOLL: EPERM (needs privileges before 5.11)",
-                            rung.name
-                        ));
-                        continue 'outer;
-                    }
-                    Err(e) => {
-                        return Err(io::Error::new(e.kind(), describe_setup_error(&e)));
-                    }
-                }
-            }
-        }
-        let Some(ring) = ring else {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!(
-                    "io_uring_setup rejected every flag set: {}",
-                    report.setup_rejected.join("; ")
-                ),
-            ));
-        };
-        let rung = used_rung.map(|r| r.name).unwrap_or("(none)");
-
-        let p = ring.params();
-        if !p.is_feature_nodrop() || !p.is_feature_submit_stable() {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "io_uring lacks IORING_FEAT_NODROP or IORING_FEAT_SUBMIT_STABLE (kernel before \
-                 5.5): completions could be lost",
-            ));
-        }
-
-        let mut probe = Probe::new();
-        if let Err(e) = ring.submitter().register_probe(&mut probe) {
-            return Err(io::Error::new(
-                e.kind(),
-                format!(
-                    "io_uring probe failed ({e}): kernel before 5.6, which lacks the basic opcodes"
-                ),
-            ));
-        }
-        let missing: Vec<&str> = REQUIRED
-            .iter()
-            .filter(|(_, c)| !probe.is_supported(*c))
-            .map(|(n, _)| *n)
-            .collect();
-        if !missing.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!("io_uring lacks required opcodes: {}", missing.join(", ")),
-            ));
-        }
-
-        report.backend_reason = "io_uring set up with the minimum features".into();
-        report.queue_sizes = (p.sq_entries(), p.cq_entries());
-        report.setup_flags = rung.split(" | ").filter(|s| *s != "(none)").collect();
-        report.setup_flags.push("CQSIZE");
-        if sqpoll_on {
-            report.setup_flags.push("SQPOLL");
-            report.sqpoll = Status::on(format!(
-                "kernel thread polls the SQ, sleeps after {} ms idle",
-                b.sqpoll_idle.unwrap_or(0)
-            ));
-        } else if b.sqpoll_idle.is_some() {
-            report.sqpoll = Status::off("requested but rejected by the kernel");
-        }
-        report.features = vec![
-            ("NODROP", p.is_feature_nodrop()),
-            ("SUBMIT_STABLE", p.is_feature_submit_stable()),
-            ("RW_CUR_POS", p.is_feature_rw_cur_pos()),
-            ("FAST_POLL", p.is_feature_fast_poll()),
-            ("EXT_ARG", p.is_feature_ext_arg()),
-            ("NATIVE_WORKERS", p.is_feature_native_workers()),
-            ("LINKED_FILE", p.is_feature_linked_file()),
-        ];
-        report.opcodes = REQUIRED
-            .iter()
-            .chain(OPTIONAL)
-            .map(|(n, c)| (*n, probe.is_supported(*c)))
-            .collect();
-
-        let ext_arg = p.is_feature_ext_arg() && !dis(Feature::ExtArg);
+        let (ring, rung, sqpoll_on) = build_ring(b, sq, cq, &mut report)?;
+        let probe = check_minimum(&ring)?;
+        describe_ring(&mut report, &ring, &probe, rung, sqpoll_on, b);
+        let ext_arg = ring.params().is_feature_ext_arg() && !b.is_disabled(Feature::ExtArg);
         report.timed_wait = if ext_arg {
             Status::on("io_uring_enter with EXT_ARG timeout")
         } else {
             Status::off("no EXT_ARG (before 5.11) or disabled: an internal TIMEOUT request bounds each timed wait")
         };
-
-        let ring_fd = ring.as_raw_fd();
-        let (enter_fd, registered) = if dis(Feature::RegisteredRingFd) {
-            report.registered_ring_fd = Status::off("disabled by the builder");
-            (ring_fd, false)
-        } else {
-            match submit::register_ring_fd(ring_fd) {
-                Ok(idx) => {
-                    report.registered_ring_fd =
-                        Status::on("io_uring_enter skips the descriptor lookup");
-                    (idx as i32, true)
-                }
-                Err(e) => {
-                    report.registered_ring_fd =
-                        Status::off(format!("IORING_REGISTER_RING_FDS failed ({e}; needs 5.18)"));
-                    (ring_fd, false)
-                }
-            }
-        };
-
-        // Registered buffers: one registration of the whole arena.
-        report.registered_buffers = match bufs {
-            None => Status::off("no buffer pool configured"),
-            Some(_) if dis(Feature::RegisteredBuffers) => {
-                Status::off("disabled by the builder: fixed operations run as plain ones")
-            }
-            Some(pool) => {
-                let iov = pool.arena_iovec();
-                // SAFETY: the kernel pins the arena's pages; the arena stays mapped as long as the
-                // ring because the driver keeps a handle on the pool (`Driver::bufs`), and every
-                // FixedBuf in flight keeps it too.
-                match unsafe { ring.submitter().register_buffers(&[iov]) } {
-                    Ok(()) => {
-                        pool.mark_registered(b.engine_id, 0);
-                        Status::on(format!(
-                            "{} x {} KiB registered as one arena ({} KiB pinned)",
-                            pool.count(),
-                            pool.buf_size() / 1024,
-                            iov.iov_len / 1024
-                        ))
-                    }
-                    Err(e) => {
-                        let why = match e.raw_os_error() {
-                            Some(libc::ENOMEM) => format!(
-                                "RLIMIT_MEMLOCK (soft {} bytes) is below the {} bytes to pin and \
-                                 CAP_IPC_LOCK is absent; raise `ulimit -l`",
-                                memlock().0,
-                                iov.iov_len
-                            ),
-                            Some(libc::EPERM) => "EPERM from the kernel".to_string(),
-                            _ => e.to_string(),
-                        };
-                        Status::off(format!(
-                            "registration refused ({why}): fixed operations run as plain ones, \
-                             same results"
-                        ))
-                    }
-                }
-            }
-        };
-
-        // The fixed-file table.
-        let mut fixed_native = false;
-        report.fixed_files = if b.fixed_files == 0 {
-            Status::off("no slots configured")
-        } else if dis(Feature::FixedFiles) {
-            Status::off("disabled by the builder: slots are emulated with ordinary descriptors")
-        } else {
-            let sub = ring.submitter();
-            let r = sub
-                .register_files_sparse(b.fixed_files)
-                .map(|_| "sparse")
-                .or_else(|_| {
-                    // Before 5.19: register a table of -1 entries (sparse slots since 5.5).
-                    sub.register_files(&vec![-1; b.fixed_files as usize])
-                        .map(|_| "table of -1")
-                });
-            match r {
-                Ok(how) => {
-                    fixed_native = true;
-                    Status::on(format!("{} direct-descriptor slots ({how})", b.fixed_files))
-                }
-                Err(e) => Status::off(format!(
-                    "registration failed ({e}): slots are emulated with ordinary descriptors"
-                )),
-            }
-        };
-
-        report.paths = vec![
-            ("nop", "IORING_OP_NOP".into()),
-            (
-                "read/write",
-                "IORING_OP_READ / WRITE (async in the kernel)".into(),
-            ),
-            (
-                "read_fixed",
-                if report.registered_buffers.active {
-                    "IORING_OP_READ_FIXED / WRITE_FIXED on the registered arena".into()
-                } else {
-                    "IORING_OP_READ / WRITE (buffers not registered)".into()
-                },
-            ),
-            ("readv/writev", "IORING_OP_READV / WRITEV".into()),
-            ("fsync", "IORING_OP_FSYNC".into()),
-            ("fallocate", "IORING_OP_FALLOCATE".into()),
-            (
-                "open",
-                if fixed_native {
-                    "IORING_OP_OPENAT2 (direct: into a fixed slot)".into()
-                } else {
-                    "IORING_OP_OPENAT2 (direct: emulated slot)".into()
-                },
-            ),
-            ("close", "IORING_OP_CLOSE".into()),
-            ("statx", "IORING_OP_STATX".into()),
-            ("timeout", "IORING_OP_TIMEOUT / LINK_TIMEOUT".into()),
-            ("cancel", "IORING_OP_ASYNC_CANCEL".into()),
-            ("poll", "IORING_OP_POLL_ADD".into()),
-            (
-                "splice",
-                if probe.is_supported(opcode::Splice::CODE) {
-                    "IORING_OP_SPLICE".into()
-                } else {
-                    "unsupported by this kernel (5.7+): completes with EINVAL".into()
-                },
-            ),
-            (
-                "accept/connect",
-                "IORING_OP_ACCEPT (SOCK_CLOEXEC | SOCK_NONBLOCK) / CONNECT".into(),
-            ),
-            ("send/recv", "IORING_OP_SEND (MSG_NOSIGNAL) / RECV".into()),
-            (
-                "shutdown",
-                if probe.is_supported(opcode::Shutdown::CODE) {
-                    "IORING_OP_SHUTDOWN".into()
-                } else {
-                    "unsupported by this kernel (5.11+): completes with EINVAL".into()
-                },
-            ),
-        ];
-
+        let (enter_fd, registered) = register_ring_fd(&ring, b, &mut report);
+        report.registered_buffers = register_buffers(&ring, b, bufs);
+        let (fixed_files, fixed_native) = register_files(&ring, b);
+        report.fixed_files = fixed_files;
+        report.paths = paths(&report, &probe);
         let driver = Driver {
             ring,
             enter_fd,
@@ -457,9 +183,306 @@ impl Driver {
             buf_rings: Vec::new(),
             bufs: bufs.cloned(),
             facts: FdFacts::default(),
-            lone_reads: !dis(Feature::NowaitReads),
+            lone_reads: !b.is_disabled(Feature::NowaitReads),
             inline_writes: b.inline_file_writes,
         };
         Ok((driver, report))
     }
+}
+
+/// A ring with `rung`'s flags (and SQPOLL with `sqpoll`'s idle time).
+fn try_rung(b: &Config, sq: u32, cq: u32, rung: &Rung, sqpoll: Option<u32>) -> io::Result<IoUring> {
+    let mut builder = IoUring::builder();
+    builder.setup_cqsize(cq).dontfork();
+    if rung.single_issuer {
+        builder.setup_single_issuer();
+    }
+    if rung.defer_taskrun {
+        builder.setup_defer_taskrun();
+    }
+    if rung.coop_taskrun {
+        builder.setup_coop_taskrun();
+    }
+    if rung.submit_all {
+        builder.setup_submit_all();
+    }
+    if let Some(idle) = sqpoll {
+        builder.setup_sqpoll(idle);
+        if let Some(cpu) = b.sqpoll_cpu {
+            builder.setup_sqpoll_cpu(cpu);
+        }
+    }
+    builder.build(sq)
+}
+
+/// Whether `rung` asks only for flags the builder did not switch off.
+fn usable(b: &Config, r: &Rung) -> bool {
+    !(r.single_issuer && b.is_disabled(Feature::SingleIssuer)
+        || r.defer_taskrun && b.is_disabled(Feature::DeferTaskrun)
+        || r.coop_taskrun && b.is_disabled(Feature::CoopTaskrun)
+        || r.submit_all && b.is_disabled(Feature::SubmitAll))
+}
+
+/// The setup ladder: the best rung of flags the kernel accepts, with SQPOLL first when asked;
+/// each refusal goes to the report. The ring, its rung, and whether SQPOLL runs.
+fn build_ring(
+    b: &Config,
+    sq: u32,
+    cq: u32,
+    report: &mut Report,
+) -> io::Result<(IoUring, &'static Rung, bool)> {
+    let sqpoll_tries: &[Option<u32>] = match b.sqpoll_idle {
+        Some(ref idle) => &[Some(*idle), None][..],
+        None => &[None],
+    };
+    'sqpoll: for &sqpoll in sqpoll_tries {
+        for rung in RUNGS.iter().filter(|r| usable(b, r)) {
+            // DEFER_TASKRUN needs the submitter to reap; SQPOLL submits from a kernel thread:
+            // the kernel rejects the pair.
+            if sqpoll.is_some() && rung.defer_taskrun {
+                continue;
+            }
+            let with = if sqpoll.is_some() { " | SQPOLL" } else { "" };
+            match try_rung(b, sq, cq, rung, sqpoll) {
+                Ok(ring) => return Ok((ring, rung, sqpoll.is_some())),
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    report
+                        .setup_rejected
+                        .push(format!("{}{with}: EINVAL", rung.name));
+                }
+                Err(e) if sqpoll.is_some() && e.raw_os_error() == Some(libc::EPERM) => {
+                    report.setup_rejected.push(format!(
+                        "{}{with}: EPERM (needs privileges before 5.11)",
+                        rung.name
+                    ));
+                    continue 'sqpoll;
+                }
+                Err(e) => return Err(io::Error::new(e.kind(), describe_setup_error(&e))),
+            }
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!(
+            "io_uring_setup rejected every flag set: {}",
+            report.setup_rejected.join("; ")
+        ),
+    ))
+}
+
+/// The minimum the engine needs (NODROP, SUBMIT_STABLE, the basic opcodes): the probe, or
+/// why this ring cannot serve.
+fn check_minimum(ring: &IoUring) -> io::Result<Probe> {
+    let p = ring.params();
+    if !p.is_feature_nodrop() || !p.is_feature_submit_stable() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "io_uring lacks IORING_FEAT_NODROP or IORING_FEAT_SUBMIT_STABLE (kernel before \
+             5.5): completions could be lost",
+        ));
+    }
+    let mut probe = Probe::new();
+    if let Err(e) = ring.submitter().register_probe(&mut probe) {
+        return Err(io::Error::new(
+            e.kind(),
+            format!(
+                "io_uring probe failed ({e}): kernel before 5.6, which lacks the basic opcodes"
+            ),
+        ));
+    }
+    let missing: Vec<&str> = REQUIRED
+        .iter()
+        .filter(|(_, c)| !probe.is_supported(*c))
+        .map(|(n, _)| *n)
+        .collect();
+    if !missing.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("io_uring lacks required opcodes: {}", missing.join(", ")),
+        ));
+    }
+    Ok(probe)
+}
+
+/// The ring's sizes, setup flags, SQPOLL state, kernel features and opcodes, for the report.
+fn describe_ring(
+    report: &mut Report,
+    ring: &IoUring,
+    probe: &Probe,
+    rung: &Rung,
+    sqpoll_on: bool,
+    b: &Config,
+) {
+    let p = ring.params();
+    report.backend_reason = "io_uring set up with the minimum features".into();
+    report.queue_sizes = (p.sq_entries(), p.cq_entries());
+    report.setup_flags = rung.name.split(" | ").filter(|s| *s != "(none)").collect();
+    report.setup_flags.push("CQSIZE");
+    if sqpoll_on {
+        report.setup_flags.push("SQPOLL");
+        report.sqpoll = Status::on(format!(
+            "kernel thread polls the SQ, sleeps after {} ms idle",
+            b.sqpoll_idle.unwrap_or(0)
+        ));
+    } else if b.sqpoll_idle.is_some() {
+        report.sqpoll = Status::off("requested but rejected by the kernel");
+    }
+    report.features = vec![
+        ("NODROP", p.is_feature_nodrop()),
+        ("SUBMIT_STABLE", p.is_feature_submit_stable()),
+        ("RW_CUR_POS", p.is_feature_rw_cur_pos()),
+        ("FAST_POLL", p.is_feature_fast_poll()),
+        ("EXT_ARG", p.is_feature_ext_arg()),
+        ("NATIVE_WORKERS", p.is_feature_native_workers()),
+        ("LINKED_FILE", p.is_feature_linked_file()),
+    ];
+    report.opcodes = REQUIRED
+        .iter()
+        .chain(OPTIONAL)
+        .map(|(n, c)| (*n, probe.is_supported(*c)))
+        .collect();
+}
+
+/// The registered ring descriptor rung: the descriptor (or registered index) enters use, and
+/// whether it is registered.
+fn register_ring_fd(ring: &IoUring, b: &Config, report: &mut Report) -> (i32, bool) {
+    let ring_fd = ring.as_raw_fd();
+    if b.is_disabled(Feature::RegisteredRingFd) {
+        report.registered_ring_fd = Status::off("disabled by the builder");
+        return (ring_fd, false);
+    }
+    match submit::register_ring_fd(ring_fd) {
+        Ok(idx) => {
+            report.registered_ring_fd = Status::on("io_uring_enter skips the descriptor lookup");
+            (idx as i32, true)
+        }
+        Err(e) => {
+            report.registered_ring_fd =
+                Status::off(format!("IORING_REGISTER_RING_FDS failed ({e}; needs 5.18)"));
+            (ring_fd, false)
+        }
+    }
+}
+
+/// The registered buffers rung: the whole arena in one registration, or why not.
+fn register_buffers(ring: &IoUring, b: &Config, bufs: Option<&BufPool>) -> Status {
+    let pool = match bufs {
+        None => return Status::off("no buffer pool configured"),
+        Some(_) if b.is_disabled(Feature::RegisteredBuffers) => {
+            return Status::off("disabled by the builder: fixed operations run as plain ones")
+        }
+        Some(pool) => pool,
+    };
+    let iov = pool.arena_iovec();
+    // SAFETY: the kernel pins the arena's pages; the arena stays mapped as long as the ring
+    // because the driver keeps a handle on the pool (`Driver::bufs`), and every FixedBuf in
+    // flight keeps it too.
+    match unsafe { ring.submitter().register_buffers(&[iov]) } {
+        Ok(()) => {
+            pool.mark_registered(b.engine_id, 0);
+            Status::on(format!(
+                "{} x {} KiB registered as one arena ({} KiB pinned)",
+                pool.count(),
+                pool.buf_size() / 1024,
+                iov.iov_len / 1024
+            ))
+        }
+        Err(e) => {
+            let why = match e.raw_os_error() {
+                Some(libc::ENOMEM) => format!(
+                    "RLIMIT_MEMLOCK (soft {} bytes) is below the {} bytes to pin and \
+                     CAP_IPC_LOCK is absent; raise `ulimit -l`",
+                    memlock().0,
+                    iov.iov_len
+                ),
+                Some(libc::EPERM) => "EPERM from the kernel".to_string(),
+                _ => e.to_string(),
+            };
+            Status::off(format!(
+                "registration refused ({why}): fixed operations run as plain ones, same results"
+            ))
+        }
+    }
+}
+
+/// The fixed-file rung: a sparse table of direct-descriptor slots (a table of -1 before
+/// 5.19), or emulated slots; the status and whether the slots are the kernel's.
+fn register_files(ring: &IoUring, b: &Config) -> (Status, bool) {
+    if b.fixed_files == 0 {
+        return (Status::off("no slots configured"), false);
+    }
+    if b.is_disabled(Feature::FixedFiles) {
+        return (
+            Status::off("disabled by the builder: slots are emulated with ordinary descriptors"),
+            false,
+        );
+    }
+    let sub = ring.submitter();
+    let r = sub
+        .register_files_sparse(b.fixed_files)
+        .map(|_| "sparse")
+        .or_else(|_| {
+            sub.register_files(&vec![-1; b.fixed_files as usize])
+                .map(|_| "table of -1")
+        });
+    match r {
+        Ok(how) => (
+            Status::on(format!("{} direct-descriptor slots ({how})", b.fixed_files)),
+            true,
+        ),
+        Err(e) => (
+            Status::off(format!(
+                "registration failed ({e}): slots are emulated with ordinary descriptors"
+            )),
+            false,
+        ),
+    }
+}
+
+/// The path each operation takes on this ring.
+fn paths(report: &Report, probe: &Probe) -> Vec<(&'static str, String)> {
+    let or_einval = |code: u8, op: &str, since: &str| {
+        if probe.is_supported(code) {
+            format!("IORING_OP_{op}")
+        } else {
+            format!("unsupported by this kernel ({since}+): completes with EINVAL")
+        }
+    };
+    let fixed_bufs = if report.registered_buffers.active {
+        "IORING_OP_READ_FIXED / WRITE_FIXED on the registered arena"
+    } else {
+        "IORING_OP_READ / WRITE (buffers not registered)"
+    };
+    let open = if report.fixed_files.active {
+        "IORING_OP_OPENAT2 (direct: into a fixed slot)"
+    } else {
+        "IORING_OP_OPENAT2 (direct: emulated slot)"
+    };
+    vec![
+        ("nop", "IORING_OP_NOP".into()),
+        (
+            "read/write",
+            "IORING_OP_READ / WRITE (async in the kernel)".into(),
+        ),
+        ("read_fixed", fixed_bufs.into()),
+        ("readv/writev", "IORING_OP_READV / WRITEV".into()),
+        ("fsync", "IORING_OP_FSYNC".into()),
+        ("fallocate", "IORING_OP_FALLOCATE".into()),
+        ("open", open.into()),
+        ("close", "IORING_OP_CLOSE".into()),
+        ("statx", "IORING_OP_STATX".into()),
+        ("timeout", "IORING_OP_TIMEOUT / LINK_TIMEOUT".into()),
+        ("cancel", "IORING_OP_ASYNC_CANCEL".into()),
+        ("poll", "IORING_OP_POLL_ADD".into()),
+        ("splice", or_einval(opcode::Splice::CODE, "SPLICE", "5.7")),
+        (
+            "accept/connect",
+            "IORING_OP_ACCEPT (SOCK_CLOEXEC | SOCK_NONBLOCK) / CONNECT".into(),
+        ),
+        ("send/recv", "IORING_OP_SEND (MSG_NOSIGNAL) / RECV".into()),
+        (
+            "shutdown",
+            or_einval(opcode::Shutdown::CODE, "SHUTDOWN", "5.11"),
+        ),
+    ]
 }
