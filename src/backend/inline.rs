@@ -1,35 +1,45 @@
 //! Calls both backends may run on the engine's own thread, at submission, instead of sending
-//! them to the ring or the pool: where that is cheaper and cannot stall the thread.
-
-use std::os::fd::RawFd;
+//! them to the ring or the pool: where that is cheaper and cannot stall the thread. What each
+//! needs comes from the operation's plan (see `Fast`).
 
 use super::FdFacts;
-use crate::op::{BuildCtx, Op, Plan, Syscall};
+use crate::op::{BuildCtx, Fast, Op, Plan, Syscall};
 use crate::stats::StatsCells;
 
-/// A call that does not wait on a local filesystem (`statx` of an open descriptor, see the
-/// hook `local_fd`), run inline: its result, or `None` when `fd` is not known to be on a
-/// local filesystem.
+/// A `statx` of an open descriptor on a local filesystem, which never waits, run inline: its
+/// result, or `None` when it is not one (another operation, a path, a filesystem that may ask
+/// a server or a daemon).
+#[inline]
 pub(crate) fn local_call<T: Op>(
     facts: &mut FdFacts,
     op: &mut T,
     ctx: &BuildCtx<'_>,
-    fd: RawFd,
     stats: &StatsCells,
 ) -> Option<i32> {
-    if !facts.is_local(fd, stats) {
+    if T::FAST != Fast::Stat {
+        return None;
+    }
+    let Ok(Plan::Pool(sys)) = op.plan(ctx) else {
+        return None;
+    };
+    if !facts.is_local(sys.stat_of_fd()?, stats) {
         return None;
     }
     StatsCells::bump(&stats.syscalls);
-    let r = match op.plan(ctx) {
-        // SAFETY: `op` is borrowed for this frame, so what its plan points at is alive, and
-        // nothing else (no kernel, no pool thread) has it.
-        Ok(Plan::Pool(sys)) => unsafe { sys.run(false) },
-        Ok(_) => return None,
-        Err(errno) => -errno,
-    };
+    // SAFETY: `op` is borrowed for this frame, so what its plan points at is alive, and
+    // nothing else (no kernel, no pool thread) has it.
+    let r = unsafe { sys.run(false) };
     StatsCells::bump(&stats.inline_completions);
     Some(r)
+}
+
+/// The positional read or write of `op` (from its plan), if it is one.
+#[inline]
+pub(crate) fn positional<T: Op>(op: &mut T, ctx: &BuildCtx<'_>) -> Option<Syscall> {
+    if T::FAST != Fast::Transfer {
+        return None;
+    }
+    op.plan(ctx).ok()?.positional()
 }
 
 /// A positional file write run inline, blocking (`Builder::inline_file_writes`): its result,
@@ -41,7 +51,7 @@ pub(crate) fn positional_write<T: Op>(
     ctx: &BuildCtx<'_>,
     stats: &StatsCells,
 ) -> Option<i32> {
-    let sys = op.inline_write(ctx)?;
+    let sys = positional(op, ctx)?;
     let Syscall::Write { fd, .. } = sys else {
         return None;
     };

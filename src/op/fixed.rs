@@ -2,7 +2,7 @@ use std::io;
 
 use io_uring::{opcode, squeue};
 
-use super::{with_target, BuildCtx, Op, OpImpl, Plan, Read, Syscall, Write};
+use super::{with_target, BuildCtx, Fast, Op, OpImpl, Plan, Read, Write};
 use crate::buf::{FixedBuf, IoBuf, IoBufMut};
 use crate::fd::Fd;
 
@@ -33,6 +33,8 @@ impl<B: IoBufMut> Op for ReadFixed<B> {
 }
 
 impl<B: IoBufMut> OpImpl for ReadFixed<B> {
+    const FAST: Fast = Fast::Transfer;
+
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
         self.0.fd_owner()
     }
@@ -52,14 +54,6 @@ impl<B: IoBufMut> OpImpl for ReadFixed<B> {
 
     fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
         self.0.plan(ctx)
-    }
-
-    fn lone_read(&mut self, ctx: &BuildCtx<'_>) -> Option<Syscall> {
-        self.0.lone_read(ctx)
-    }
-
-    fn file_fd(&self, ctx: &BuildCtx<'_>) -> Option<std::os::fd::RawFd> {
-        self.0.file_fd(ctx)
     }
 
     fn complete(self, res: i32, flags: u32) -> <Self as Op>::Output {
@@ -89,9 +83,7 @@ impl<B: IoBuf> Op for WriteFixed<B> {
 }
 
 impl<B: IoBuf> OpImpl for WriteFixed<B> {
-    fn file_fd(&self, ctx: &BuildCtx<'_>) -> Option<std::os::fd::RawFd> {
-        self.0.file_fd(ctx)
-    }
+    const FAST: Fast = Fast::Transfer;
 
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
         self.0.fd_owner()
@@ -112,10 +104,6 @@ impl<B: IoBuf> OpImpl for WriteFixed<B> {
 
     fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
         self.0.plan(ctx)
-    }
-
-    fn inline_write(&mut self, ctx: &BuildCtx<'_>) -> Option<Syscall> {
-        self.0.inline_write(ctx)
     }
 
     fn complete(self, res: i32, flags: u32) -> <Self as Op>::Output {

@@ -46,7 +46,7 @@ pub use rw::{Read, Write};
 pub use splice::Splice;
 pub use statx::Statx;
 
-pub(crate) use plan::{BuildCtx, Interest, Plan};
+pub(crate) use plan::{BuildCtx, Fast, Interest, Plan};
 pub(crate) use sys::Syscall;
 pub use timeout::{LinkTimeout, Timeout};
 pub use vectored::{Readv, Writev};
@@ -102,11 +102,9 @@ pub trait Multishot: Op + sealed::MultishotImpl {
 /// The hooks behind [`Op`] and [`Multishot`]: public in a private module, so nameable inside
 /// the crate only.
 pub(crate) mod sealed {
-    use std::os::fd::RawFd;
-
     use io_uring::squeue;
 
-    use super::{BuildCtx, Plan, Syscall};
+    use super::{BuildCtx, Fast, Plan};
 
     /// How the engine runs an operation on each backend.
     pub trait OpImpl {
@@ -118,31 +116,9 @@ pub(crate) mod sealed {
         /// at once with that error, as `uring_sqe`'s does on io_uring.
         fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32>;
 
-        /// For a read of a file: the call itself, which the io_uring backend may try inline
-        /// with `RWF_NOWAIT` when the read is alone (nothing else in flight to batch with).
-        fn lone_read(&mut self, _ctx: &BuildCtx<'_>) -> Option<Syscall> {
-            None
-        }
-
-        /// For a positional write: the call itself, which the engine runs inline when asked
-        /// to (`Builder::inline_file_writes`).
-        fn inline_write(&mut self, _ctx: &BuildCtx<'_>) -> Option<Syscall> {
-            None
-        }
-
-        /// For a positional read or write of a file: its descriptor number, so that the
-        /// io_uring backend can send a transfer on an `O_DIRECT` file to the kernel at once.
-        fn file_fd(&self, _ctx: &BuildCtx<'_>) -> Option<RawFd> {
-            None
-        }
-
-        /// For a call that never waits when its descriptor is on a local filesystem (`statx`
-        /// of an open descriptor): that descriptor. The engine then runs the call inline, on
-        /// both backends, instead of sending it to io_uring's workers (which run every
-        /// `statx`) or to the blocking pool.
-        fn local_fd(&self) -> Option<RawFd> {
-            None
-        }
+        /// Which inline fast path of the backends the operation may take; what the path
+        /// needs (the call, its descriptor) comes from [`plan`](Self::plan).
+        const FAST: Fast = Fast::None;
 
         /// The shared descriptor a readiness wait would be on, if the operation holds one
         /// (see the epoll backend's registration renewal).

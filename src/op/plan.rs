@@ -87,3 +87,27 @@ pub enum Interest {
     /// Wait until writable.
     Write,
 }
+
+/// Which of the backends' inline fast paths an operation may take (each derived from its
+/// [`Plan`]: see [`Plan::positional`] and [`Syscall::stat_of_fd`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fast {
+    /// None.
+    None,
+    /// A read or write: at an offset, of a file, it may run inline (a lone cached read, an
+    /// inline write), and on an `O_DIRECT` file it enters the kernel at once.
+    Transfer,
+    /// A `statx`: of an open descriptor on a local filesystem, it runs inline.
+    Stat,
+}
+
+impl Plan {
+    /// The call of a positional transfer (a read or write at an offset), if this is one.
+    #[inline]
+    pub(crate) fn positional(&self) -> Option<Syscall> {
+        match *self {
+            Plan::Io { sys, .. } if sys.offset().is_some_and(|off| off >= 0) => Some(sys),
+            _ => None,
+        }
+    }
+}

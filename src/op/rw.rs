@@ -1,9 +1,8 @@
 use std::io;
-use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue};
 
-use super::{result, with_target, BuildCtx, Interest, Op, OpImpl, Plan, Syscall, MAX_IO};
+use super::{result, with_target, BuildCtx, Fast, Interest, Op, OpImpl, Plan, Syscall, MAX_IO};
 use crate::buf::{IoBuf, IoBufMut};
 use crate::fd::Fd;
 
@@ -54,6 +53,8 @@ impl<B: IoBufMut> Op for Read<B> {
 }
 
 impl<B: IoBufMut> OpImpl for Read<B> {
+    const FAST: Fast = Fast::Transfer;
+
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
         self.fd.owner()
     }
@@ -67,19 +68,6 @@ impl<B: IoBufMut> OpImpl for Read<B> {
         )
         .offset(*offset as u64)
         .build()))
-    }
-
-    fn file_fd(&self, ctx: &BuildCtx<'_>) -> Option<RawFd> {
-        (self.offset >= 0)
-            .then(|| ctx.raw(self.fd.target()).ok())
-            .flatten()
-    }
-
-    fn lone_read(&mut self, ctx: &BuildCtx<'_>) -> Option<Syscall> {
-        // Positional reads only: a stream read (offset -1) may be a socket or a pipe, whose
-        // readiness the ring handles better.
-        let offset = self.offset;
-        positional_call(offset, || self.plan(ctx))
     }
 
     fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
@@ -144,6 +132,8 @@ impl<B: IoBuf> Op for Write<B> {
 }
 
 impl<B: IoBuf> OpImpl for Write<B> {
+    const FAST: Fast = Fast::Transfer;
+
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
         self.fd.owner()
     }
@@ -157,17 +147,6 @@ impl<B: IoBuf> OpImpl for Write<B> {
         )
         .offset(*offset as u64)
         .build()))
-    }
-
-    fn file_fd(&self, ctx: &BuildCtx<'_>) -> Option<RawFd> {
-        (self.offset >= 0)
-            .then(|| ctx.raw(self.fd.target()).ok())
-            .flatten()
-    }
-
-    fn inline_write(&mut self, ctx: &BuildCtx<'_>) -> Option<Syscall> {
-        let offset = self.offset;
-        positional_call(offset, || self.plan(ctx))
     }
 
     fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
@@ -187,17 +166,5 @@ impl<B: IoBuf> OpImpl for Write<B> {
 
     fn complete(self, res: i32, _flags: u32) -> <Self as Op>::Output {
         (result(res).map(|n| n as usize), self.buf)
-    }
-}
-
-/// The call of a positional transfer (`offset >= 0`), from its plan; `None` for a stream
-/// transfer or one that cannot be planned.
-fn positional_call(offset: i64, plan: impl FnOnce() -> Result<Plan, i32>) -> Option<Syscall> {
-    if offset < 0 {
-        return None;
-    }
-    match plan() {
-        Ok(Plan::Io { sys, .. }) => Some(sys),
-        _ => None,
     }
 }

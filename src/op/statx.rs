@@ -5,7 +5,7 @@ use std::path::Path;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{result, BuildCtx, Op, OpImpl, Plan, Syscall};
+use super::{result, BuildCtx, Fast, Op, OpImpl, Plan, Syscall};
 use crate::fd::{Fd, Target};
 
 /// File metadata (`statx(2)`): by path relative to a directory, or of an open descriptor.
@@ -74,6 +74,8 @@ impl Op for Statx {
 }
 
 impl OpImpl for Statx {
+    const FAST: Fast = Fast::Stat;
+
     fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
         let dirfd = self.dirfd()?;
         let path = self.path.as_ref().ok_or(libc::EINVAL)?;
@@ -84,14 +86,6 @@ impl OpImpl for Statx {
                 .mask(self.mask)
                 .build(),
         )
-    }
-
-    fn local_fd(&self) -> Option<std::os::fd::RawFd> {
-        let empty = self.path.as_ref().is_some_and(|p| p.as_bytes().is_empty());
-        match self.dirfd() {
-            Ok(fd) if empty && self.flags & libc::AT_EMPTY_PATH != 0 && fd >= 0 => Some(fd),
-            _ => None,
-        }
     }
 
     fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, i32> {

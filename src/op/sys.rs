@@ -133,6 +133,44 @@ fn ret(r: isize) -> i32 {
 }
 
 impl Syscall {
+    /// The offset of a read or write (-1: at the file position); `None` for other calls.
+    #[inline]
+    pub(crate) fn offset(&self) -> Option<i64> {
+        match *self {
+            Syscall::Read { off, .. }
+            | Syscall::Write { off, .. }
+            | Syscall::Readv { off, .. }
+            | Syscall::Writev { off, .. } => Some(off),
+            _ => None,
+        }
+    }
+
+    /// The descriptor of a read or write.
+    #[inline]
+    pub(crate) fn transfer_fd(&self) -> Option<RawFd> {
+        match *self {
+            Syscall::Read { fd, .. }
+            | Syscall::Write { fd, .. }
+            | Syscall::Readv { fd, .. }
+            | Syscall::Writev { fd, .. } => Some(fd),
+            _ => None,
+        }
+    }
+
+    /// For a `statx` of an open descriptor (empty path, `AT_EMPTY_PATH`): that descriptor.
+    pub(crate) fn stat_of_fd(&self) -> Option<RawFd> {
+        let Syscall::Statx {
+            dirfd, path, flags, ..
+        } = *self
+        else {
+            return None;
+        };
+        // SAFETY: `path` is the NUL-terminated CString of the operation that built this call,
+        // alive while the call is (see `run`); its first byte is readable.
+        let empty = !path.is_null() && unsafe { *path } == 0;
+        (empty && flags & libc::AT_EMPTY_PATH != 0 && dirfd >= 0).then_some(dirfd)
+    }
+
     /// Runs the call. With `nowait`, reads and writes on regular files use `RWF_NOWAIT` (fail
     /// with -EAGAIN rather than block on the disk); the caller then moves them to the pool.
     ///

@@ -2,7 +2,7 @@ use std::io;
 
 use io_uring::{opcode, squeue};
 
-use super::{result, with_target, BuildCtx, Interest, Op, OpImpl, Plan, Syscall};
+use super::{result, with_target, BuildCtx, Fast, Interest, Op, OpImpl, Plan, Syscall};
 use crate::buf::{IoBuf, IoBufMut};
 use crate::fd::Fd;
 
@@ -42,11 +42,7 @@ impl<B: IoBufMut> Op for Readv<B> {
 }
 
 impl<B: IoBufMut> OpImpl for Readv<B> {
-    fn file_fd(&self, ctx: &BuildCtx<'_>) -> Option<std::os::fd::RawFd> {
-        (self.offset >= 0)
-            .then(|| ctx.raw(self.fd.target()).ok())
-            .flatten()
-    }
+    const FAST: Fast = Fast::Transfer;
 
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
         self.fd.owner()
@@ -137,11 +133,7 @@ impl<B: IoBuf> Op for Writev<B> {
 }
 
 impl<B: IoBuf> OpImpl for Writev<B> {
-    fn file_fd(&self, ctx: &BuildCtx<'_>) -> Option<std::os::fd::RawFd> {
-        (self.offset >= 0)
-            .then(|| ctx.raw(self.fd.target()).ok())
-            .flatten()
-    }
+    const FAST: Fast = Fast::Transfer;
 
     fn fd_owner(&self) -> Option<std::rc::Weak<std::os::fd::OwnedFd>> {
         self.fd.owner()

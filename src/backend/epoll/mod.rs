@@ -305,10 +305,8 @@ impl Driver {
         ctx: &BuildCtx<'_>,
         stats: &StatsCells,
     ) -> Result<Option<i32>, i32> {
-        if let Some(fd) = op.local_fd() {
-            if let Some(r) = inline::local_call(&mut self.direct, op, ctx, fd, stats) {
-                return Ok(Some(r));
-            }
+        if let Some(r) = inline::local_call(&mut self.direct, op, ctx, stats) {
+            return Ok(Some(r));
         }
         if self.inline_writes {
             if let Some(r) = inline::positional_write(&mut self.direct, op, ctx, stats) {
@@ -700,7 +698,7 @@ impl Driver {
     /// at the first one); false when AIO is off, full or refuses it (the pool takes it).
     fn submit_aio(&mut self, ud: UserData, sys: Syscall, stats: &StatsCells) -> bool {
         let op = match sys {
-            _ if self.direct.is_refused(sys_fd(sys)) => return false,
+            _ if self.direct.is_refused(sys.transfer_fd().unwrap_or(-1)) => return false,
             Syscall::Read { fd, buf, len, off } if off >= 0 => AioOp::Read { fd, buf, len, off },
             Syscall::Write { fd, buf, len, off } if off >= 0 => AioOp::Write { fd, buf, len, off },
             Syscall::Readv { fd, iov, cnt, off } if off >= 0 => AioOp::Readv { fd, iov, cnt, off },
@@ -751,7 +749,7 @@ impl Driver {
             Err(e) => {
                 match e.raw_os_error() {
                     Some(libc::EINVAL) if aio.submitted() == 0 => self.aio = AioSlot::Off,
-                    Some(libc::EOPNOTSUPP) => self.direct.refused(sys_fd(sys)),
+                    Some(libc::EOPNOTSUPP) => self.direct.refused(sys.transfer_fd().unwrap_or(-1)),
                     _ => {}
                 }
                 false
@@ -783,7 +781,7 @@ impl Driver {
             match (res, self.pool_syscall(ud)) {
                 (r, Some(sys)) if r == -libc::EAGAIN || r == -libc::EOPNOTSUPP => {
                     if r == -libc::EOPNOTSUPP {
-                        self.direct.refused(sys_fd(sys));
+                        self.direct.refused(sys.transfer_fd().unwrap_or(-1));
                     }
                     self.send_to_pool(ud, sys, stats);
                 }
@@ -1138,17 +1136,6 @@ impl Drop for Driver {
     fn drop(&mut self) {
         // Queued jobs never ran: nothing points at their memory any more.
         drop(self.pool.shutdown());
-    }
-}
-
-/// The descriptor of a positional transfer (-1 for anything else).
-fn sys_fd(sys: Syscall) -> RawFd {
-    match sys {
-        Syscall::Read { fd, .. }
-        | Syscall::Write { fd, .. }
-        | Syscall::Readv { fd, .. }
-        | Syscall::Writev { fd, .. } => fd,
-        _ => -1,
     }
 }
 

@@ -133,10 +133,8 @@ impl Driver {
         stats: &StatsCells,
         alone: bool,
     ) -> Option<i32> {
-        if let Some(fd) = op.local_fd() {
-            if let Some(r) = inline::local_call(&mut self.facts, op, ctx, fd, stats) {
-                return Some(r);
-            }
+        if let Some(r) = inline::local_call(&mut self.facts, op, ctx, stats) {
+            return Some(r);
         }
         if self.lone_reads && alone {
             if let Some(r) = self.try_lone_read(op, ctx, stats) {
@@ -160,7 +158,7 @@ impl Driver {
         ctx: &BuildCtx<'_>,
         stats: &StatsCells,
     ) -> Option<i32> {
-        let sys = op.lone_read(ctx)?;
+        let sys = inline::positional(op, ctx)?;
         let Syscall::Read { fd, .. } = sys else {
             return None;
         };
@@ -185,8 +183,8 @@ impl Driver {
     /// batch: it waits for the device anyway, so the syscall is cheap beside it, and the
     /// device starts on it sooner (kernel-notes.md has the figures).
     #[inline]
-    fn submit_direct_now<T: Op>(&mut self, op: &T, ctx: &BuildCtx<'_>, stats: &StatsCells) {
-        let Some(fd) = op.file_fd(ctx) else {
+    fn submit_direct_now<T: Op>(&mut self, op: &mut T, ctx: &BuildCtx<'_>, stats: &StatsCells) {
+        let Some(fd) = inline::positional(op, ctx).and_then(|sys| sys.transfer_fd()) else {
             return;
         };
         if self.facts.is_direct(fd, stats) {
