@@ -2,6 +2,8 @@
 //! above it, and the two backends never name each other. Comments are not code: a doc link
 //! upward is allowed, an import or a path in code is not.
 
+mod util;
+
 use std::path::{Path, PathBuf};
 
 /// The engine's public types, re-exported at the crate root (so `crate::Engine` is the engine
@@ -116,6 +118,11 @@ fn rust_files(at: &Path) -> Vec<PathBuf> {
 #[test]
 fn no_layer_names_one_above_it_and_the_backends_never_name_each_other() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !root.join("src/op").is_dir() {
+        // The kernel matrix runs the test binaries in a VM without the source tree; the check
+        // is about the source, and ran on the host.
+        return util::skip(&format!("no source tree at {}", root.display()));
+    }
     let mut found = Vec::new();
     let mut files = 0;
     for (at, forbidden) in rules() {
