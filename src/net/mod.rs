@@ -332,8 +332,8 @@ impl TcpStream {
 
     /// Zero-copy sends pay to a remote peer on a kernel that has them. To a loopback peer
     /// the kernel copies the data anyway at the receiving socket, so the notification is pure
-    /// overhead (measured with `benches/http.sh`: 1 MiB responses at 0.46x nginx with it,
-    /// 1.16x without). Decided once per stream, at its first large send.
+    /// overhead (kernel-notes.md has the figures). Decided once per stream, at its first
+    /// large send.
     fn zero_copy_pays(&self) -> bool {
         if let Some(z) = self.zero_copy.get() {
             return z;
@@ -373,9 +373,8 @@ impl TcpStream {
         let mut at = pos;
         let mut scratch: Option<crate::buf::AlignedBuf> = None;
         // The range up to here was found in the page cache already: a retry after a full
-        // socket buffer does not ask again (cachestat walks every page of the range; asking
-        // again for the rest of a 1 MiB piece after each partial send was 7% of the server's
-        // time serving 1 MiB files).
+        // socket buffer does not ask again (cachestat walks every page of the range, and a
+        // large piece goes out in many partial sends).
         let mut cached_until = at;
         while at < end {
             let want = (end - at).min(SEND_FILE_CHUNK);

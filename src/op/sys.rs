@@ -628,12 +628,10 @@ fn with_nonblock(fd: RawFd, applies: impl FnOnce() -> bool, call: impl FnOnce() 
     r
 }
 
-/// io_uring ignores the offset on pipes and sockets; `pread` fails there with ESPIPE. Retry as
-/// a plain read/write so both backends agree.
 /// `preadv2`. With flags (`RWF_NOWAIT`, the inline attempts on the hot path) it is the
 /// system call itself: glibc's wrapper makes the call a thread-cancellation point, which costs
-/// two calls around it on every read (about 3% of a 4 KiB page-cache read here). Without
-/// flags, glibc's wrapper, which falls back to `preadv` on kernels before 4.6.
+/// two calls around it on every read (kernel-notes.md). Without flags, glibc's wrapper, which
+/// falls back to `preadv` on kernels before 4.6.
 ///
 /// # Safety
 /// As `preadv2(2)`: `iov` points at `cnt` iovecs over memory writable for the call.
@@ -703,6 +701,8 @@ fn nosys_as_unsupported(r: isize) -> isize {
     r
 }
 
+/// io_uring ignores the offset on pipes and sockets; `pread` fails there with ESPIPE. Retry as
+/// a plain read/write so both backends agree.
 fn rw_retry_espipe(off: i64, call: impl Fn(i64) -> isize) -> i32 {
     let r = ret(call(off));
     if r == -libc::ESPIPE && off != -1 {
