@@ -106,7 +106,7 @@ impl Plan {
     #[inline]
     pub(crate) fn positional(&self) -> Option<Syscall> {
         match *self {
-            Plan::Io { sys, .. } if sys.offset().is_some_and(|off| off >= 0) => Some(sys),
+            Plan::Io { sys, .. } if sys.transfer().is_some_and(|(_, off)| off >= 0) => Some(sys),
             _ => None,
         }
     }

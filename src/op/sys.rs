@@ -133,26 +133,15 @@ fn ret(r: isize) -> i32 {
 }
 
 impl Syscall {
-    /// The offset of a read or write (-1: at the file position); `None` for other calls.
+    /// The descriptor and offset (-1: at the file position) of a read or write; `None` for
+    /// other calls.
     #[inline]
-    pub(crate) fn offset(&self) -> Option<i64> {
+    pub(crate) fn transfer(&self) -> Option<(RawFd, i64)> {
         match *self {
-            Syscall::Read { off, .. }
-            | Syscall::Write { off, .. }
-            | Syscall::Readv { off, .. }
-            | Syscall::Writev { off, .. } => Some(off),
-            _ => None,
-        }
-    }
-
-    /// The descriptor of a read or write.
-    #[inline]
-    pub(crate) fn transfer_fd(&self) -> Option<RawFd> {
-        match *self {
-            Syscall::Read { fd, .. }
-            | Syscall::Write { fd, .. }
-            | Syscall::Readv { fd, .. }
-            | Syscall::Writev { fd, .. } => Some(fd),
+            Syscall::Read { fd, off, .. }
+            | Syscall::Write { fd, off, .. }
+            | Syscall::Readv { fd, off, .. }
+            | Syscall::Writev { fd, off, .. } => Some((fd, off)),
             _ => None,
         }
     }

@@ -63,7 +63,7 @@ pub(crate) struct Driver {
     nowait: bool,
     /// What is known of descriptors by number: `O_DIRECT`, `RWF_NOWAIT` refused, local
     /// filesystem (see [`FdFacts`]).
-    direct: FdFacts,
+    facts: FdFacts,
     /// Positional file writes run inline, blocking (`Builder::inline_file_writes`).
     inline_writes: bool,
     /// Kernel AIO for `O_DIRECT` transfers, set up at the first one.
@@ -239,7 +239,7 @@ impl Driver {
                 buf_rings: Vec::new(),
                 pool_done: Vec::new(),
                 nowait,
-                direct: FdFacts::default(),
+                facts: FdFacts::default(),
                 inline_writes: b.inline_file_writes,
                 aio,
                 aio_done: Vec::new(),
@@ -305,11 +305,11 @@ impl Driver {
         ctx: &BuildCtx<'_>,
         stats: &StatsCells,
     ) -> Result<Option<i32>, i32> {
-        if let Some(r) = inline::local_call(&mut self.direct, op, ctx, stats) {
+        if let Some(r) = inline::local_call(&mut self.facts, op, ctx, stats) {
             return Ok(Some(r));
         }
         if self.inline_writes {
-            if let Some(r) = inline::positional_write(&mut self.direct, op, ctx, stats) {
+            if let Some(r) = inline::positional_write(&mut self.facts, op, ctx, stats) {
                 return Ok(Some(r));
             }
         }
@@ -336,7 +336,7 @@ impl Driver {
                 }
                 Plan::Io { sys, fd, .. }
                     if (self.nowait || sys.never_blocks())
-                        && !self.direct.skip_inline(fd, stats) =>
+                        && !self.facts.skip_inline(fd, stats) =>
                 {
                     return match Self::attempt_nowait(sys, stats) {
                         Ok(r) => Some(r),
@@ -445,9 +445,9 @@ impl Driver {
         let Plan::Io { sys, fd, interest } = p.plan else {
             return;
         };
-        let plain = (p.plain || !self.nowait || self.direct.is_refused(fd)) && !sys.never_blocks();
+        let plain = (p.plain || !self.nowait || self.facts.is_refused(fd)) && !sys.never_blocks();
         let known_file = p.file;
-        let direct = self.direct.is_direct(fd, stats);
+        let direct = self.facts.is_direct(fd, stats);
         if direct && self.submit_aio(ud, sys, stats) {
             return;
         }
@@ -523,7 +523,7 @@ impl Driver {
             // This file refuses RWF_NOWAIT: from now on (for this operation, and for the
             // descriptor until the hints recheck it) no more attempts, poll-gated plain calls.
             p.plain = true;
-            self.direct.refused(fd);
+            self.facts.refused(fd);
         }
         if self.is_file(ud, fd, stats) {
             self.send_to_pool(ud, sys, stats);
@@ -698,7 +698,12 @@ impl Driver {
     /// at the first one); false when AIO is off, full or refuses it (the pool takes it).
     fn submit_aio(&mut self, ud: UserData, sys: Syscall, stats: &StatsCells) -> bool {
         let op = match sys {
-            _ if self.direct.is_refused(sys.transfer_fd().unwrap_or(-1)) => return false,
+            _ if self
+                .facts
+                .is_refused(sys.transfer().map_or(-1, |(fd, _)| fd)) =>
+            {
+                return false
+            }
             Syscall::Read { fd, buf, len, off } if off >= 0 => AioOp::Read { fd, buf, len, off },
             Syscall::Write { fd, buf, len, off } if off >= 0 => AioOp::Write { fd, buf, len, off },
             Syscall::Readv { fd, iov, cnt, off } if off >= 0 => AioOp::Readv { fd, iov, cnt, off },
@@ -749,7 +754,9 @@ impl Driver {
             Err(e) => {
                 match e.raw_os_error() {
                     Some(libc::EINVAL) if aio.submitted() == 0 => self.aio = AioSlot::Off,
-                    Some(libc::EOPNOTSUPP) => self.direct.refused(sys.transfer_fd().unwrap_or(-1)),
+                    Some(libc::EOPNOTSUPP) => {
+                        self.facts.refused(sys.transfer().map_or(-1, |(fd, _)| fd))
+                    }
                     _ => {}
                 }
                 false
@@ -781,7 +788,7 @@ impl Driver {
             match (res, self.pool_syscall(ud)) {
                 (r, Some(sys)) if r == -libc::EAGAIN || r == -libc::EOPNOTSUPP => {
                     if r == -libc::EOPNOTSUPP {
-                        self.direct.refused(sys.transfer_fd().unwrap_or(-1));
+                        self.facts.refused(sys.transfer().map_or(-1, |(fd, _)| fd));
                     }
                     self.send_to_pool(ud, sys, stats);
                 }
@@ -797,7 +804,7 @@ impl Driver {
             if self.fds.remove(&fd).is_some() {
                 let _ = self.poller.delete(fd);
             }
-            self.direct.forget(fd);
+            self.facts.forget(fd);
         }
         if !self.overflow.is_empty() {
             // Keep submission order: queue behind those already waiting.

@@ -184,7 +184,7 @@ impl Driver {
     /// device starts on it sooner (kernel-notes.md has the figures).
     #[inline]
     fn submit_direct_now<T: Op>(&mut self, op: &mut T, ctx: &BuildCtx<'_>, stats: &StatsCells) {
-        let Some(fd) = inline::positional(op, ctx).and_then(|sys| sys.transfer_fd()) else {
+        let Some((fd, _)) = inline::positional(op, ctx).and_then(|sys| sys.transfer()) else {
             return;
         };
         if self.facts.is_direct(fd, stats) {
