@@ -46,7 +46,7 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::{with_context, STATX_DIOALIGN};
+use super::{on_path, with_context, STATX_DIOALIGN};
 use crate::buf::{AlignedBuf, FixedBuf, IoBuf, IoBufMut};
 use crate::op::{Fsync, ReadFixed, Statx, WriteFixed};
 use crate::{BackendChoice, Engine, Fd, FixedFile, Ticket};
@@ -290,30 +290,27 @@ pub fn copy_file_with(
 ) -> io::Result<CopyReport> {
     let (src, dst) = (src.as_ref(), dst.as_ref());
     let start = Instant::now();
-    let src_file =
-        StdFile::open(src).map_err(|e| with_context(e, "opening", src, String::new()))?;
+    let src_file = StdFile::open(src).map_err(|e| on_path(e, "opening", src))?;
     let meta = src_file
         .metadata()
-        .map_err(|e| with_context(e, "reading the metadata of", src, String::new()))?;
+        .map_err(|e| on_path(e, "reading the metadata of", src))?;
     if meta.is_dir() {
-        return Err(with_context(
+        return Err(on_path(
             io::Error::from_raw_os_error(libc::EISDIR),
             "copying",
             src,
-            String::new(),
         ));
     }
     // Truncating the source through the destination would lose it: refuse, as cp does.
     if let Ok(d) = std::fs::metadata(dst) {
         if d.dev() == meta.dev() && d.ino() == meta.ino() {
-            return Err(with_context(
+            return Err(on_path(
                 io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!("{} and {} are the same file", src.display(), dst.display()),
                 ),
                 "copying",
                 src,
-                String::new(),
             ));
         }
     }
@@ -324,7 +321,7 @@ pub fn copy_file_with(
         .truncate(true)
         .mode(meta.mode() & 0o777)
         .open(dst)
-        .map_err(|e| with_context(e, "creating", dst, String::new()))?;
+        .map_err(|e| on_path(e, "creating", dst))?;
 
     let mut copy = Copy::new(engine, opts, src, dst, src_file, dst_file, &meta);
     match copy.run(opts).and_then(|()| copy.finish(opts, &meta)) {
@@ -652,14 +649,8 @@ impl<'a> Copy<'a> {
             return Ok(());
         }
         let extents = if sparse {
-            data_extents(&self.src.fd, self.size).map_err(|e| {
-                with_context(
-                    e,
-                    "finding the data extents of",
-                    self.src_path,
-                    String::new(),
-                )
-            })?
+            data_extents(&self.src.fd, self.size)
+                .map_err(|e| on_path(e, "finding the data extents of", self.src_path))?
         } else {
             vec![(0, self.size)]
         };
@@ -1060,21 +1051,15 @@ impl<'a> Copy<'a> {
             ));
         }
         if opts.preserve {
-            preserve(&dst, meta).map_err(|e| {
-                with_context(
-                    e,
-                    "preserving mode and times of",
-                    self.dst_path,
-                    String::new(),
-                )
-            })?;
+            preserve(&dst, meta)
+                .map_err(|e| on_path(e, "preserving mode and times of", self.dst_path))?;
         }
         if opts.sync {
             self.engine
                 .submit(Fsync::new(self.dst.fd()))
                 .wait()
                 .and_then(|r| r)
-                .map_err(|e| with_context(e, "syncing", self.dst_path, String::new()))?;
+                .map_err(|e| on_path(e, "syncing", self.dst_path))?;
         }
         Ok(())
     }

@@ -115,6 +115,11 @@ pub(crate) fn with_context(
     )
 }
 
+/// An error of `what` on `path`, without a detail ([`with_context`]).
+pub(crate) fn on_path(e: io::Error, what: &'static str, path: &Path) -> io::Error {
+    with_context(e, what, path, String::new())
+}
+
 #[derive(Debug)]
 struct PathError {
     what: &'static str,
