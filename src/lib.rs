@@ -38,6 +38,7 @@ mod backend;
 pub mod buf;
 mod capability;
 mod engine;
+mod errno;
 mod fd;
 mod fork;
 pub mod fs;

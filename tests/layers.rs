@@ -42,6 +42,7 @@ fn rules() -> Vec<(&'static str, Vec<&'static str>)> {
         ("src/fd.rs", upper(&["crate::op", "crate::backend"])),
         ("src/stats.rs", upper(&["crate::op", "crate::backend"])),
         ("src/user_data.rs", upper(&["crate::op", "crate::backend"])),
+        ("src/errno.rs", upper(&["crate::op", "crate::backend"])),
         ("src/capability.rs", upper(&["crate::op", "crate::backend"])),
         ("src/buf", upper(&["crate::op", "crate::backend"])),
         ("src/op", upper(&["crate::backend"])),

@@ -21,6 +21,7 @@ use io_uring::squeue;
 
 use crate::buf::BufPool;
 use crate::capability::Report;
+use crate::errno::Errno;
 use crate::fd::FileTable;
 use crate::op::{BuildCtx, Op, Plan};
 use crate::stats::StatsCells;
@@ -82,7 +83,7 @@ impl Driver {
     }
 
     #[inline]
-    pub(crate) fn build<T: Op>(&self, op: &mut T, ctx: &BuildCtx<'_>) -> Result<Item, i32> {
+    pub(crate) fn build<T: Op>(&self, op: &mut T, ctx: &BuildCtx<'_>) -> Result<Item, Errno> {
         match self {
             Driver::Uring(_) => op.uring_sqe(ctx).map(Item::Sqe),
             Driver::Epoll(_) => op.plan(ctx).map(Item::Plan),
@@ -101,7 +102,7 @@ impl Driver {
         ctx: &BuildCtx<'_>,
         stats: &StatsCells,
         alone: bool,
-    ) -> Result<Option<i32>, i32> {
+    ) -> Result<Option<i32>, Errno> {
         match self {
             Driver::Uring(d) => d.submit(ud, op, ctx, stats, alone),
             Driver::Epoll(d) => d.submit(ud, op, ctx, stats),
@@ -129,7 +130,7 @@ impl Driver {
         &mut self,
         items: &mut Vec<(UserData, Item, Link)>,
         stats: &StatsCells,
-    ) -> Result<(), i32> {
+    ) -> Result<(), Errno> {
         match self {
             Driver::Uring(d) => d.push_chain(items, stats),
             Driver::Epoll(d) => d.push_chain(items, stats),

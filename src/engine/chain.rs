@@ -6,6 +6,7 @@ use super::table::State;
 use super::ticket::{Ticket, TicketState};
 use super::Engine;
 use crate::backend::{Item, Link};
+use crate::errno::Errno;
 use crate::op::Op;
 use crate::stats::StatsCells;
 use crate::user_data::UserData;
@@ -70,7 +71,7 @@ impl<'a> Chain<'a> {
             Err(errno) => {
                 // A step that cannot be prepared fails the chain, as in the kernel: it
                 // completes with its error and every other step with ECANCELED.
-                inner.complete_now(ud, -errno);
+                inner.complete_now(ud, errno.raw());
                 self.failed = true;
             }
         }
@@ -86,7 +87,7 @@ impl<'a> Chain<'a> {
             last.2 = Link::None;
         }
         let r = if self.failed {
-            Err(libc::ECANCELED)
+            Err(Errno(libc::ECANCELED))
         } else {
             inner
                 .driver
@@ -95,7 +96,7 @@ impl<'a> Chain<'a> {
         };
         if let Err(errno) = r {
             for (ud, _, _) in self.items.drain(..) {
-                inner.complete_now(ud, -errno);
+                inner.complete_now(ud, errno.raw());
             }
         }
         self.items.clear();

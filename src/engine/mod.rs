@@ -378,7 +378,7 @@ impl Inner {
             Ok(None) => None,
             // Completed at once (inline).
             Ok(Some(r)) => Some(r),
-            Err(errno) => Some(-errno),
+            Err(errno) => Some(errno.raw()),
         }
     }
 

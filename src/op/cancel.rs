@@ -3,6 +3,7 @@ use std::io;
 use io_uring::{opcode, squeue};
 
 use super::{result, BuildCtx, Op, OpImpl, Plan};
+use crate::errno::Errno;
 use crate::user_data::UserData;
 
 /// Asks the engine to cancel another operation (`IORING_OP_ASYNC_CANCEL`).
@@ -45,13 +46,13 @@ impl Op for Cancel {
 }
 
 impl OpImpl for Cancel {
-    fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
-        let ud = self.target.0.ok_or(libc::ENOENT)?;
+    fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
+        let ud = self.target.0.ok_or(Errno(libc::ENOENT))?;
         Ok(opcode::AsyncCancel::new(ud.to_raw()).build())
     }
 
-    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
-        let user_data = self.target.0.ok_or(libc::ENOENT)?;
+    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
+        let user_data = self.target.0.ok_or(Errno(libc::ENOENT))?;
         Ok(Plan::Cancel { user_data })
     }
 

@@ -4,6 +4,7 @@ use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
 use io_uring::{opcode, squeue, types};
 
 use super::{result, BuildCtx, Op, OpImpl, Plan, Syscall};
+use crate::errno::Errno;
 use crate::fd::FixedFile;
 
 /// Closes a descriptor, or empties a fixed-file slot.
@@ -40,7 +41,7 @@ impl Close {
 
     /// Hands the descriptor over to the close call: taken out of this operation, or out of
     /// an emulated fixed slot (epoll, or fixed files not registered).
-    fn take_fd(&mut self) -> Result<RawFd, i32> {
+    fn take_fd(&mut self) -> Result<RawFd, Errno> {
         let fd = match &mut self.target {
             CloseTarget::Fd(fd) => fd.take(),
             CloseTarget::Fixed(f) => {
@@ -52,7 +53,7 @@ impl Close {
                     .and_then(|s| s.take())
             }
         };
-        fd.map(IntoRawFd::into_raw_fd).ok_or(libc::EBADF)
+        fd.map(IntoRawFd::into_raw_fd).ok_or(Errno(libc::EBADF))
     }
 }
 
@@ -61,7 +62,7 @@ impl Op for Close {
 }
 
 impl OpImpl for Close {
-    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         if let CloseTarget::Fixed(f) = &self.target {
             if ctx.fixed_files_native {
                 // Our shadow of the slot (see `Engine::register_file`) goes now, so that the
@@ -79,7 +80,7 @@ impl OpImpl for Close {
         Ok(opcode::Close::new(types::Fd(self.take_fd()?)).build())
     }
 
-    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         Ok(Plan::Pool(Syscall::Close {
             fd: self.take_fd()?,
         }))

@@ -3,6 +3,7 @@ use std::io;
 use io_uring::{opcode, squeue};
 
 use super::{result, with_target, BuildCtx, Op, OpImpl, Plan, Syscall};
+use crate::errno::Errno;
 use crate::fd::Fd;
 
 /// Allocates (or with `mode` flags such as `FALLOC_FL_PUNCH_HOLE`, deallocates) file space.
@@ -31,7 +32,7 @@ impl Op for Fallocate {
 }
 
 impl OpImpl for Fallocate {
-    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         let Fallocate {
             fd,
             offset,
@@ -46,9 +47,9 @@ impl OpImpl for Fallocate {
         .build()))
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         if self.offset > i64::MAX as u64 || self.len > i64::MAX as u64 {
-            return Err(libc::EFBIG);
+            return Err(Errno(libc::EFBIG));
         }
         Ok(Plan::Pool(Syscall::Fallocate {
             fd: ctx.raw(self.fd.target())?,

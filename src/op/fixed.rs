@@ -4,6 +4,7 @@ use io_uring::{opcode, squeue};
 
 use super::{with_target, BuildCtx, Fast, Op, OpImpl, Plan, Read, Write};
 use crate::buf::{FixedBuf, IoBuf, IoBufMut};
+use crate::errno::Errno;
 use crate::fd::Fd;
 
 /// Reads into a registered buffer (`IORING_OP_READ_FIXED`).
@@ -39,7 +40,7 @@ impl<B: IoBufMut> OpImpl for ReadFixed<B> {
         self.0.fd_owner()
     }
 
-    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         let Read { fd, buf, offset } = &mut self.0;
         let Some(index) = buf.registered_for(ctx.engine_id) else {
             return self.0.uring_sqe(ctx);
@@ -52,7 +53,7 @@ impl<B: IoBufMut> OpImpl for ReadFixed<B> {
         .build()))
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         self.0.plan(ctx)
     }
 
@@ -89,7 +90,7 @@ impl<B: IoBuf> OpImpl for WriteFixed<B> {
         self.0.fd_owner()
     }
 
-    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         let Write { fd, buf, offset } = &self.0;
         let Some(index) = buf.registered_for(ctx.engine_id) else {
             return self.0.uring_sqe(ctx);
@@ -102,7 +103,7 @@ impl<B: IoBuf> OpImpl for WriteFixed<B> {
         .build()))
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         self.0.plan(ctx)
     }
 

@@ -3,6 +3,7 @@ use std::io;
 use io_uring::{opcode, squeue, types::FsyncFlags};
 
 use super::{result, with_target, BuildCtx, Op, OpImpl, Plan, Syscall};
+use crate::errno::Errno;
 use crate::fd::Fd;
 
 /// Flushes a file's data (and metadata, unless `data_only`) to stable storage.
@@ -35,7 +36,7 @@ impl Op for Fsync {
 }
 
 impl OpImpl for Fsync {
-    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         let Fsync { fd, datasync } = self;
         let flags = if *datasync {
             FsyncFlags::DATASYNC
@@ -47,7 +48,7 @@ impl OpImpl for Fsync {
             .build()))
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         Ok(Plan::Pool(Syscall::Fsync {
             fd: ctx.raw(self.fd.target())?,
             datasync: self.datasync,

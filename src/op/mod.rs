@@ -105,16 +105,17 @@ pub(crate) mod sealed {
     use io_uring::squeue;
 
     use super::{BuildCtx, Fast, Plan};
+    use crate::errno::Errno;
 
     /// How the engine runs an operation on each backend.
     pub trait OpImpl {
         /// The SQE for io_uring, without user_data. `Err(errno)` completes the operation at
         /// once with that error, without the kernel.
-        fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32>;
+        fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno>;
 
         /// The readiness decision for the epoll backend. `Err(errno)` completes the operation
         /// at once with that error, as `uring_sqe`'s does on io_uring.
-        fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32>;
+        fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, Errno>;
 
         /// Which inline fast path of the backends the operation may take; what the path
         /// needs (the call, its descriptor) comes from [`plan`](Self::plan).

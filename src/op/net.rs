@@ -23,6 +23,7 @@ use super::{
     MAX_IO,
 };
 use crate::buf::{BufRing, IoBuf, IoBufMut, RingBuf};
+use crate::errno::Errno;
 use crate::fd::Fd;
 
 /// The size of `sockaddr_storage`, as a `socklen_t`.
@@ -145,7 +146,7 @@ impl OpImpl for AcceptMulti {
         self.fd.owner()
     }
 
-    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         let AcceptMulti { fd } = self;
         Ok(with_target!(ctx.target(fd)?, |f| opcode::AcceptMulti::new(
             f
@@ -154,7 +155,7 @@ impl OpImpl for AcceptMulti {
         .build()))
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         let fd = ctx.raw(self.fd.target())?;
         Ok(Plan::Multi {
             sys: Syscall::Accept {
@@ -208,7 +209,7 @@ impl<B: IoBuf> OpImpl for SendZc<B> {
         self.0.fd_owner()
     }
 
-    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         let Send { fd, buf } = &self.0;
         let (ptr, len) = (buf.stable_ptr(), buf.bytes_init().min(MAX_IO) as u32);
         Ok(with_target!(ctx.target(fd)?, |f| opcode::SendZc::new(
@@ -219,7 +220,7 @@ impl<B: IoBuf> OpImpl for SendZc<B> {
     }
 
     /// The epoll backend has no zero-copy send: a plain send, same result.
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         self.0.plan(ctx)
     }
 
@@ -262,7 +263,7 @@ impl OpImpl for RecvMulti {
         self.fd.owner()
     }
 
-    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         let RecvMulti { fd, ring } = self;
         let group = ring.group();
         Ok(with_target!(ctx.target(fd)?, |f| opcode::RecvMulti::new(
@@ -271,7 +272,7 @@ impl OpImpl for RecvMulti {
         .build()))
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         let fd = ctx.raw(self.fd.target())?;
         Ok(Plan::Multi {
             sys: Syscall::RecvRing {
@@ -358,7 +359,7 @@ impl OpImpl for Accept {
         self.fd.owner()
     }
 
-    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         let Accept { fd, addr } = self;
         addr.len = STORAGE_LEN;
         let PeerAddr { storage, len } = &mut **addr;
@@ -373,7 +374,7 @@ impl OpImpl for Accept {
         .build()))
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         let Accept { fd, addr } = self;
         let fd = ctx.raw(fd.target())?;
         let PeerAddr { storage, len } = &mut **addr;
@@ -452,7 +453,7 @@ impl OpImpl for Connect {
         self.fd.owner()
     }
 
-    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         let Connect { fd, addr: _, raw } = self;
         let ConnectAddr {
             storage,
@@ -469,7 +470,7 @@ impl OpImpl for Connect {
         .build()))
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         let Connect { fd, addr: _, raw } = self;
         let fd = ctx.raw(fd.target())?;
         let ConnectAddr {
@@ -526,7 +527,7 @@ impl<B: IoBuf> OpImpl for Send<B> {
         self.fd.owner()
     }
 
-    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         let Send { fd, buf } = self;
         let len = buf.bytes_init().min(MAX_IO) as u32;
         let ptr = buf.stable_ptr();
@@ -537,7 +538,7 @@ impl<B: IoBuf> OpImpl for Send<B> {
         .build()))
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         let Send { fd, buf } = self;
         let fd = ctx.raw(fd.target())?;
         Ok(Plan::Io {
@@ -586,7 +587,7 @@ impl<B: IoBufMut> OpImpl for Recv<B> {
         self.fd.owner()
     }
 
-    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         let Recv { fd, buf } = self;
         let len = buf.bytes_total().min(MAX_IO) as u32;
         let ptr = buf.stable_mut_ptr();
@@ -596,7 +597,7 @@ impl<B: IoBufMut> OpImpl for Recv<B> {
         .build()))
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         let Recv { fd, buf } = self;
         let fd = ctx.raw(fd.target())?;
         Ok(Plan::Io {
@@ -654,7 +655,7 @@ impl Op for Shutdown {
 }
 
 impl OpImpl for Shutdown {
-    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         let Shutdown { fd, how } = self;
         let how = Shutdown::how(*how);
         Ok(with_target!(ctx.target(fd)?, |f| opcode::Shutdown::new(
@@ -663,7 +664,7 @@ impl OpImpl for Shutdown {
         .build()))
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         let Shutdown { fd, how } = self;
         let fd = ctx.raw(fd.target())?;
         let sys = Syscall::Shutdown {

@@ -3,6 +3,7 @@ use std::io;
 use io_uring::{opcode, squeue};
 
 use super::{result, BuildCtx, Op, OpImpl, Plan};
+use crate::errno::Errno;
 
 /// Does nothing; completes with `Ok(())`. Measures the engine's own overhead.
 #[derive(Debug, Default, Clone, Copy)]
@@ -20,11 +21,11 @@ impl Op for Nop {
 }
 
 impl OpImpl for Nop {
-    fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         Ok(opcode::Nop::new().build())
     }
 
-    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         Ok(Plan::Done(0))
     }
 

@@ -7,6 +7,7 @@ use std::path::Path;
 use io_uring::{opcode, squeue, types};
 
 use super::{result, BuildCtx, Op, OpImpl, Plan, Syscall};
+use crate::errno::Errno;
 use crate::fd::{Fd, FixedFile, Target};
 
 /// How to open a file: `open(2)` flags, the mode for created files, and `RESOLVE_*` flags
@@ -78,22 +79,22 @@ impl OpenArgs {
         }
     }
 
-    fn dirfd(&self) -> Result<i32, i32> {
+    fn dirfd(&self) -> Result<i32, Errno> {
         match self.dir.as_ref().map(|d| d.target()) {
             None => Ok(libc::AT_FDCWD),
             Some(Target::Fd(fd)) => Ok(fd),
             // openat2 takes a real directory descriptor, not a fixed slot.
-            Some(Target::Fixed(_)) => Err(libc::EBADF),
+            Some(Target::Fixed(_)) => Err(Errno(libc::EBADF)),
         }
     }
 
-    fn sqe(&mut self, slot: Option<u32>) -> Result<squeue::Entry, i32> {
+    fn sqe(&mut self, slot: Option<u32>) -> Result<squeue::Entry, Errno> {
         if slot.is_some() {
             // A direct descriptor has no close-on-exec state: the kernel rejects O_CLOEXEC
             // together with a file_index (EINVAL).
             self.how.flags &= !(libc::O_CLOEXEC as u64);
         }
-        let path = self.path.as_ref().ok_or(libc::EINVAL)?;
+        let path = self.path.as_ref().ok_or(Errno(libc::EINVAL))?;
         let how: *const libc::open_how = &*self.how;
         let mut op = opcode::OpenAt2::new(
             types::Fd(self.dirfd()?),
@@ -101,15 +102,15 @@ impl OpenArgs {
             how.cast::<types::OpenHow>(),
         );
         if let Some(slot) = slot {
-            let dest =
-                types::DestinationSlot::try_from_slot_target(slot).map_err(|_| libc::EBADF)?;
+            let dest = types::DestinationSlot::try_from_slot_target(slot)
+                .map_err(|_| Errno(libc::EBADF))?;
             op = op.file_index(Some(dest));
         }
         Ok(op.build())
     }
 
-    fn plan(&self) -> Result<Plan, i32> {
-        let path = self.path.as_ref().ok_or(libc::EINVAL)?;
+    fn plan(&self) -> Result<Plan, Errno> {
+        let path = self.path.as_ref().ok_or(Errno(libc::EINVAL))?;
         Ok(Plan::Pool(Syscall::OpenAt2 {
             dirfd: self.dirfd()?,
             path: path.as_ptr(),
@@ -148,11 +149,11 @@ impl Op for OpenAt2 {
 }
 
 impl OpImpl for OpenAt2 {
-    fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         self.args.sqe(None)
     }
 
-    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         self.args.plan()
     }
 
@@ -181,9 +182,9 @@ impl OpenAt2Direct {
         }
     }
 
-    fn take_slot(&mut self, ctx: &BuildCtx<'_>) -> Result<u32, i32> {
+    fn take_slot(&mut self, ctx: &BuildCtx<'_>) -> Result<u32, Errno> {
         let table = ctx.files_rc();
-        let slot = table.free.borrow_mut().pop().ok_or(libc::ENFILE)?;
+        let slot = table.free.borrow_mut().pop().ok_or(Errno(libc::ENFILE))?;
         self.slot = Some(FixedFile::new(slot, table));
         Ok(slot)
     }
@@ -203,7 +204,7 @@ impl Op for OpenAt2Direct {
 }
 
 impl OpImpl for OpenAt2Direct {
-    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         let slot = self.take_slot(ctx)?;
         if ctx.fixed_files_native {
             self.args.sqe(Some(slot))
@@ -215,7 +216,7 @@ impl OpImpl for OpenAt2Direct {
         }
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         self.take_slot(ctx)?;
         self.emulated = true;
         self.args.plan()

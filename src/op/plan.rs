@@ -6,6 +6,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::Syscall;
+use crate::errno::Errno;
 use crate::fd::{Fd, FileTable, Target};
 use crate::user_data::UserData;
 
@@ -22,13 +23,13 @@ pub struct BuildCtx<'a> {
 impl BuildCtx<'_> {
     /// The target as the io_uring backend passes it: a fixed slot stays a slot when fixed
     /// files are native, else becomes the emulated slot's descriptor.
-    pub(crate) fn target(&self, fd: &Fd) -> Result<Target, i32> {
+    pub(crate) fn target(&self, fd: &Fd) -> Result<Target, Errno> {
         match fd.target() {
             Target::Fixed(slot) if !self.fixed_files_native => self
                 .files
                 .emulated_fd(slot)
                 .map(Target::Fd)
-                .ok_or(libc::EBADF),
+                .ok_or(Errno(libc::EBADF)),
             t => Ok(t),
         }
     }
@@ -39,10 +40,10 @@ impl BuildCtx<'_> {
 
     /// Resolves a target to a descriptor number for the epoll backend (fixed slots are
     /// emulated by a table of descriptors).
-    pub(crate) fn raw(&self, t: Target) -> Result<RawFd, i32> {
+    pub(crate) fn raw(&self, t: Target) -> Result<RawFd, Errno> {
         match t {
             Target::Fd(fd) => Ok(fd),
-            Target::Fixed(slot) => self.files.emulated_fd(slot).ok_or(libc::EBADF),
+            Target::Fixed(slot) => self.files.emulated_fd(slot).ok_or(Errno(libc::EBADF)),
         }
     }
 }

@@ -3,6 +3,7 @@ use std::io;
 use io_uring::{opcode, squeue};
 
 use super::{result, with_target, BuildCtx, Op, OpImpl, Plan};
+use crate::errno::Errno;
 use crate::fd::Fd;
 
 /// Waits until a descriptor is ready (`poll(2)` events such as `POLLIN`, `POLLOUT`), once.
@@ -32,7 +33,7 @@ impl OpImpl for PollAdd {
         self.fd.owner()
     }
 
-    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         let PollAdd { fd, events } = self;
         Ok(with_target!(ctx.target(fd)?, |f| opcode::PollAdd::new(
             f, *events
@@ -40,7 +41,7 @@ impl OpImpl for PollAdd {
         .build()))
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         Ok(Plan::Poll {
             fd: ctx.raw(self.fd.target())?,
             events: self.events,

@@ -7,6 +7,7 @@ use std::os::fd::RawFd;
 use io_uring::squeue;
 
 use super::{result, BuildCtx, Interest, Op, OpImpl, Plan, Syscall};
+use crate::errno::Errno;
 
 /// A hand-built io_uring entry and the value that owns what it points at.
 ///
@@ -133,13 +134,13 @@ impl<T: 'static> Op for Raw<T> {
 }
 
 impl<T: 'static> OpImpl for Raw<T> {
-    fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         Ok(self.entry.clone())
     }
 
-    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         let Some((when, _)) = &self.state.call else {
-            return Err(libc::EOPNOTSUPP);
+            return Err(Errno(libc::EOPNOTSUPP));
         };
         let when = *when;
         let state: &mut dyn RawCall = &mut *self.state;

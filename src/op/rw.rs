@@ -4,6 +4,7 @@ use io_uring::{opcode, squeue};
 
 use super::{result, with_target, BuildCtx, Fast, Interest, Op, OpImpl, Plan, Syscall, MAX_IO};
 use crate::buf::{IoBuf, IoBufMut};
+use crate::errno::Errno;
 use crate::fd::Fd;
 
 /// Reads into an owned buffer, at an offset or at the file's current position.
@@ -59,7 +60,7 @@ impl<B: IoBufMut> OpImpl for Read<B> {
         self.fd.owner()
     }
 
-    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         let Read { fd, buf, offset } = self;
         let len = buf.bytes_total().min(MAX_IO) as u32;
         let ptr = buf.stable_mut_ptr();
@@ -70,7 +71,7 @@ impl<B: IoBufMut> OpImpl for Read<B> {
         .build()))
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         let Read { fd, buf, offset } = self;
         let fd = ctx.raw(fd.target())?;
         let sys = Syscall::Read {
@@ -138,7 +139,7 @@ impl<B: IoBuf> OpImpl for Write<B> {
         self.fd.owner()
     }
 
-    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         let Write { fd, buf, offset } = self;
         let len = buf.bytes_init().min(MAX_IO) as u32;
         let ptr = buf.stable_ptr();
@@ -149,7 +150,7 @@ impl<B: IoBuf> OpImpl for Write<B> {
         .build()))
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         let Write { fd, buf, offset } = self;
         let fd = ctx.raw(fd.target())?;
         Ok(Plan::Io {

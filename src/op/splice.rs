@@ -3,6 +3,7 @@ use std::io;
 use io_uring::{opcode, squeue, types};
 
 use super::{result, BuildCtx, Interest, Op, OpImpl, Plan, Syscall, MAX_IO};
+use crate::errno::Errno;
 use crate::fd::{Fd, Target};
 
 /// Moves up to `len` bytes between two descriptors, one of which is a pipe, without copying
@@ -57,7 +58,7 @@ impl Op for Splice {
 }
 
 impl OpImpl for Splice {
-    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         let (off_in, off_out) = (self.offs[0], self.offs[1]);
         let len = self.len;
         let flags = self.flags;
@@ -86,7 +87,7 @@ impl OpImpl for Splice {
         Ok(e)
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         let fd_in = ctx.raw(self.fd_in.target())?;
         let fd_out = ctx.raw(self.fd_out.target())?;
         let p = self.offs.as_mut_ptr();

@@ -6,6 +6,7 @@ use std::path::Path;
 use io_uring::{opcode, squeue, types};
 
 use super::{result, BuildCtx, Fast, Op, OpImpl, Plan, Syscall};
+use crate::errno::Errno;
 use crate::fd::{Fd, Target};
 
 /// File metadata (`statx(2)`): by path relative to a directory, or of an open descriptor.
@@ -59,12 +60,12 @@ impl Statx {
         }
     }
 
-    fn dirfd(&self) -> Result<i32, i32> {
+    fn dirfd(&self) -> Result<i32, Errno> {
         match self.dir.as_ref().map(|d| d.target()) {
             None => Ok(libc::AT_FDCWD),
             Some(Target::Fd(fd)) => Ok(fd),
             // statx names a real descriptor, not a fixed slot.
-            Some(Target::Fixed(_)) => Err(libc::EBADF),
+            Some(Target::Fixed(_)) => Err(Errno(libc::EBADF)),
         }
     }
 }
@@ -76,9 +77,9 @@ impl Op for Statx {
 impl OpImpl for Statx {
     const FAST: Fast = Fast::Stat;
 
-    fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         let dirfd = self.dirfd()?;
-        let path = self.path.as_ref().ok_or(libc::EINVAL)?;
+        let path = self.path.as_ref().ok_or(Errno(libc::EINVAL))?;
         let buf: *mut libc::statx = &mut *self.buf;
         Ok(
             opcode::Statx::new(types::Fd(dirfd), path.as_ptr(), buf.cast::<types::statx>())
@@ -88,8 +89,8 @@ impl OpImpl for Statx {
         )
     }
 
-    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
-        let path = self.path.as_ref().ok_or(libc::EINVAL)?;
+    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
+        let path = self.path.as_ref().ok_or(Errno(libc::EINVAL))?;
         Ok(Plan::Pool(Syscall::Statx {
             dirfd: self.dirfd()?,
             path: path.as_ptr(),

@@ -4,6 +4,7 @@ use std::time::Duration;
 use io_uring::{opcode, squeue, types};
 
 use super::{BuildCtx, Op, OpImpl, Plan};
+use crate::errno::Errno;
 
 fn timespec(d: Duration) -> Box<types::Timespec> {
     Box::new(
@@ -47,7 +48,7 @@ impl Op for Timeout {
 }
 
 impl OpImpl for Timeout {
-    fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         let Timeout {
             after: _,
             ts,
@@ -56,7 +57,7 @@ impl OpImpl for Timeout {
         Ok(opcode::Timeout::new(&**ts).count(*count).build())
     }
 
-    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         Ok(Plan::Timer {
             after: self.after,
             count: self.count,
@@ -100,11 +101,11 @@ impl Op for LinkTimeout {
 }
 
 impl OpImpl for LinkTimeout {
-    fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         Ok(opcode::LinkTimeout::new(&*self.ts).build())
     }
 
-    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         Ok(Plan::LinkTimer { after: self.after })
     }
 

@@ -4,6 +4,7 @@ use io_uring::{opcode, squeue};
 
 use super::{result, with_target, BuildCtx, Fast, Interest, Op, OpImpl, Plan, Syscall};
 use crate::buf::{IoBuf, IoBufMut};
+use crate::errno::Errno;
 use crate::fd::Fd;
 
 /// Reads into several owned buffers in order (`preadv`).
@@ -48,14 +49,14 @@ impl<B: IoBufMut> OpImpl for Readv<B> {
         self.fd.owner()
     }
 
-    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         let Readv {
             fd,
             bufs: _,
             iovecs,
             offset,
         } = self;
-        let cnt = u32::try_from(iovecs.len()).map_err(|_| libc::EINVAL)?;
+        let cnt = u32::try_from(iovecs.len()).map_err(|_| Errno(libc::EINVAL))?;
         Ok(with_target!(ctx.target(fd)?, |f| opcode::Readv::new(
             f,
             iovecs.as_ptr(),
@@ -65,7 +66,7 @@ impl<B: IoBufMut> OpImpl for Readv<B> {
         .build()))
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         let fd = ctx.raw(self.fd.target())?;
         Ok(Plan::Io {
             sys: Syscall::Readv {
@@ -139,14 +140,14 @@ impl<B: IoBuf> OpImpl for Writev<B> {
         self.fd.owner()
     }
 
-    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, i32> {
+    fn uring_sqe(&mut self, ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         let Writev {
             fd,
             bufs: _,
             iovecs,
             offset,
         } = self;
-        let cnt = u32::try_from(iovecs.len()).map_err(|_| libc::EINVAL)?;
+        let cnt = u32::try_from(iovecs.len()).map_err(|_| Errno(libc::EINVAL))?;
         Ok(with_target!(ctx.target(fd)?, |f| opcode::Writev::new(
             f,
             iovecs.as_ptr(),
@@ -156,7 +157,7 @@ impl<B: IoBuf> OpImpl for Writev<B> {
         .build()))
     }
 
-    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, i32> {
+    fn plan(&mut self, ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
         let fd = ctx.raw(self.fd.target())?;
         Ok(Plan::Io {
             sys: Syscall::Writev {

@@ -31,6 +31,7 @@ use trueio_fallback::{
 use super::{inline, Config, FdFacts, Item, Link, RawCompletion, CQE_F_MORE};
 use crate::buf::BufPool;
 use crate::capability::{Backend, Feature, Report, Status};
+use crate::errno::Errno;
 use crate::op::sys::file_type;
 use crate::op::{BuildCtx, Interest, Op, Plan, Syscall};
 use crate::stats::StatsCells;
@@ -304,7 +305,7 @@ impl Driver {
         op: &mut T,
         ctx: &BuildCtx<'_>,
         stats: &StatsCells,
-    ) -> Result<Option<i32>, i32> {
+    ) -> Result<Option<i32>, Errno> {
         if let Some(r) = inline::local_call(&mut self.facts, op, ctx, stats) {
             return Ok(Some(r));
         }
@@ -361,12 +362,12 @@ impl Driver {
         &mut self,
         items: &mut Vec<(UserData, Item, Link)>,
         stats: &StatsCells,
-    ) -> Result<(), i32> {
+    ) -> Result<(), Errno> {
         let mut prev: Option<UserData> = None;
         let mut head = None;
         for (ud, item, link) in items.drain(..) {
             let Item::Plan(plan) = item else {
-                return Err(libc::EINVAL);
+                return Err(Errno(libc::EINVAL));
             };
             self.insert(ud, plan, link, State::Blocked);
             match (plan, prev) {
@@ -495,16 +496,16 @@ impl Driver {
         }
     }
 
-    /// One `RWF_NOWAIT` attempt: `Ok(result)` when it is final, `Err(-EAGAIN or
-    /// -EOPNOTSUPP)` when the call would have blocked or refuses to try.
+    /// One `RWF_NOWAIT` attempt: `Ok(result)` when it is final, `Err(EAGAIN or EOPNOTSUPP)`
+    /// when the call would have blocked or refuses to try.
     #[inline]
-    fn attempt_nowait(sys: Syscall, stats: &StatsCells) -> Result<i32, i32> {
+    fn attempt_nowait(sys: Syscall, stats: &StatsCells) -> Result<i32, Errno> {
         StatsCells::bump(&stats.syscalls);
         // SAFETY: called for a pending operation only, alive in the engine's table and
         // untouched by anything else during the call.
         let r = unsafe { sys.run(true) };
         if r == -libc::EAGAIN || (r == -libc::EOPNOTSUPP && !sys.never_blocks()) {
-            return Err(r);
+            return Err(Errno(-r));
         }
         StatsCells::bump(&stats.inline_completions);
         Ok(r)
@@ -512,14 +513,14 @@ impl Driver {
 
     /// After a `RWF_NOWAIT` attempt would have blocked: files go to the pool, pipes and
     /// sockets wait for readiness.
-    fn would_block(&mut self, ud: UserData, r: i32, stats: &StatsCells) {
+    fn would_block(&mut self, ud: UserData, why: Errno, stats: &StatsCells) {
         let Some(p) = self.ops.get_mut(&ud) else {
             return;
         };
         let Plan::Io { sys, fd, interest } = p.plan else {
             return;
         };
-        if r == -libc::EOPNOTSUPP {
+        if why == Errno(libc::EOPNOTSUPP) {
             // This file refuses RWF_NOWAIT: from now on (for this operation, and for the
             // descriptor until the hints recheck it) no more attempts, poll-gated plain calls.
             p.plain = true;
@@ -568,11 +569,11 @@ impl Driver {
     fn wait_or_fail(&mut self, ud: UserData, fd: RawFd, interest: Interest, stats: &StatsCells) {
         match self.wait_fd(ud, fd, interest == Interest::Write, stats) {
             Ok(()) => {}
-            Err(libc::EPERM) => match self.pool_syscall(ud) {
+            Err(Errno(libc::EPERM)) => match self.pool_syscall(ud) {
                 Some(sys) => self.send_to_pool(ud, sys, stats),
                 None => self.complete(ud, -libc::EPERM, stats),
             },
-            Err(e) => self.complete(ud, -e, stats),
+            Err(e) => self.complete(ud, e.raw(), stats),
         }
     }
 
@@ -630,7 +631,7 @@ impl Driver {
         }
         let write = events & (libc::POLLOUT as u32) != 0 && events & (libc::POLLIN as u32) == 0;
         if let Err(e) = self.wait_fd(ud, fd, write, stats) {
-            self.complete(ud, -e, stats);
+            self.complete(ud, e.raw(), stats);
         }
     }
 
@@ -650,7 +651,7 @@ impl Driver {
         fd: RawFd,
         write: bool,
         stats: &StatsCells,
-    ) -> Result<(), i32> {
+    ) -> Result<(), Errno> {
         let interest = PInterest::READABLE | PInterest::WRITABLE;
         let owner = self.ops.get(&ud).and_then(|p| p.owner.clone());
         let (known, trusted) = match self.fds.get(&fd) {
@@ -677,7 +678,7 @@ impl Driver {
                 r => r,
             };
             // EPERM: a descriptor epoll cannot watch; the caller decides.
-            r.map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+            r.map_err(|e| Errno::of(&e))?;
         }
         let w = self.fds.entry(fd).or_default();
         if !trusted {

@@ -14,6 +14,7 @@ use io_uring::{opcode, squeue, IoUring};
 
 use super::{inline, FdFacts, Item, Link, RawCompletion};
 use crate::buf::BufPool;
+use crate::errno::Errno;
 use crate::op::{BuildCtx, Op, Syscall};
 use crate::stats::StatsCells;
 use crate::user_data::UserData;
@@ -77,10 +78,6 @@ fn cancel_entry(target: UserData) -> squeue::Entry {
         .user_data(UserData::CANCEL.to_raw())
 }
 
-fn errno(e: &io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(libc::EIO)
-}
-
 impl Driver {
     pub(crate) fn fixed_files_native(&self) -> bool {
         self.fixed_native
@@ -114,7 +111,7 @@ impl Driver {
         ctx: &BuildCtx<'_>,
         stats: &StatsCells,
         alone: bool,
-    ) -> Result<Option<i32>, i32> {
+    ) -> Result<Option<i32>, Errno> {
         if let Some(r) = self.try_inline(op, ctx, stats, alone) {
             return Ok(Some(r));
         }
@@ -200,12 +197,12 @@ impl Driver {
         e: squeue::Entry,
         link: Link,
         stats: &StatsCells,
-    ) -> Result<(), i32> {
+    ) -> Result<(), Errno> {
         self.push_entry(&e.user_data(ud.to_raw()).flags(link_flags(link)), stats)
     }
 
     #[inline]
-    fn push_entry(&mut self, e: &squeue::Entry, stats: &StatsCells) -> Result<(), i32> {
+    fn push_entry(&mut self, e: &squeue::Entry, stats: &StatsCells) -> Result<(), Errno> {
         for _ in 0..3 {
             // SAFETY: every pointer in the SQE refers to memory owned by an operation that the
             // engine keeps alive and in place until its completion is reaped.
@@ -213,40 +210,40 @@ impl Driver {
                 return Ok(());
             }
             StatsCells::bump(&stats.sq_full_flushes);
-            self.flush(stats).map_err(|e| errno(&e))?;
+            self.flush(stats).map_err(|e| Errno::of(&e))?;
         }
         // The kernel consumed nothing three times over: the ring is unusable.
-        Err(libc::EBUSY)
+        Err(Errno(libc::EBUSY))
     }
 
     pub(crate) fn push_chain(
         &mut self,
         items: &mut Vec<(UserData, Item, Link)>,
         stats: &StatsCells,
-    ) -> Result<(), i32> {
+    ) -> Result<(), Errno> {
         let cap = self.ring.submission().capacity();
         if items.len() > cap {
-            return Err(libc::EINVAL);
+            return Err(Errno(libc::EINVAL));
         }
         // A chain must reach the kernel in one piece: make room first.
         let mut tries = 0;
         while cap - self.ring.submission().len() < items.len() {
             StatsCells::bump(&stats.sq_full_flushes);
-            self.flush(stats).map_err(|e| errno(&e))?;
+            self.flush(stats).map_err(|e| Errno::of(&e))?;
             tries += 1;
             if tries > 3 {
-                return Err(libc::EBUSY);
+                return Err(Errno(libc::EBUSY));
             }
         }
         let mut sq = self.ring.submission();
         for (ud, item, link) in items.drain(..) {
             let Item::Sqe(e) = item else {
-                return Err(libc::EINVAL);
+                return Err(Errno(libc::EINVAL));
             };
             let e = e.user_data(ud.to_raw()).flags(link_flags(link));
             // SAFETY: as in push_entry; room was made above.
             if unsafe { sq.push(&e) }.is_err() {
-                return Err(libc::EBUSY);
+                return Err(Errno(libc::EBUSY));
             }
         }
         Ok(())
