@@ -125,7 +125,9 @@ both_backends! {
             nops.push(engine.submit(Nop::new()));
             timers.push(engine.submit(Timeout::after(Duration::ZERO)));
         }
-        assert_eq!(engine.in_flight(), 1000);
+        // The epoll backend has nothing to run for a NOP: it completes at its submission.
+        let nops_in_flight = if engine.backend() == Backend::Uring { 500 } else { 0 };
+        assert_eq!(engine.in_flight(), 500 + nops_in_flight);
         let st = complete_all(&engine, &before, 1000, "operations", || {
             nops.iter().all(|t| t.is_done()) && timers.iter().all(|t| t.is_done())
         });
@@ -232,7 +234,9 @@ both_backends! {
             // No ring to enter on the epoll backend: the hook has no effect.
             assert!(r.is_ok(), "{r:?}");
         }
-        assert_eq!(engine.in_flight(), 5, "the operations stay in flight");
+        // On epoll the NOPs completed at their submission: nothing was left to fail.
+        let in_flight = if engine.backend() == Backend::Uring { 5 } else { 0 };
+        assert_eq!(engine.in_flight(), in_flight, "the operations stay in flight");
         for t in tickets {
             wait(&engine, t).expect("the Nop completes after the failed submit");
         }

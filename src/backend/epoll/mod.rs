@@ -326,6 +326,8 @@ impl Driver {
     ) -> Option<i32> {
         if self.counting.is_empty() {
             match plan {
+                // Nothing to run (a NOP): done at submission, as an inline call is.
+                Plan::Done(res) => return Some(res),
                 Plan::Pool(sys) if self.nowait => {
                     StatsCells::bump(&stats.syscalls);
                     // SAFETY: the operation is borrowed by the submitting frame for this call
