@@ -10,7 +10,8 @@ use super::Inner;
 use crate::op::{Multishot, OpId};
 use crate::user_data::UserData;
 
-/// The stream of a multishot operation's items ([`Engine::submit_multishot`]).
+/// The stream of a multishot operation's items
+/// ([`Engine::submit_multishot`](crate::Engine::submit_multishot)).
 ///
 /// Each completion becomes one item, in order; the last one (the kernel's final completion,
 /// often an error such as `ECANCELED` or `ENOBUFS`) ends the stream, after which

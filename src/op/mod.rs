@@ -4,7 +4,7 @@
 //! (buffer, iovecs, path, `statx` buffer, timespec, a handle on its file) and knows, for each
 //! backend, how it runs:
 //! - on io_uring, the SQE it builds;
-//! - on the epoll backend, its readiness decision ([`Plan`]): try the system call now, wait for
+//! - on the epoll backend, its readiness decision: try the system call now, wait for
 //!   readiness and retry, or run it on the blocking pool.
 //!
 //! An operation is moved into the engine by [`Engine::submit`] and comes back, with its result
