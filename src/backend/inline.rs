@@ -45,13 +45,14 @@ pub(crate) fn positional<T: Op>(op: &mut T, ctx: &BuildCtx<'_>) -> Option<Syscal
 /// A positional file write run inline, blocking (`Builder::inline_file_writes`): its result,
 /// or `None` when it is not one to run so (not a positional write, an `O_DIRECT` file, not on
 /// a local filesystem, not seekable).
-pub(crate) fn positional_write<T: Op>(
+///
+/// `sys` is the positional call of the operation being submitted ([`positional`]), which the
+/// caller's frame borrows.
+pub(crate) fn positional_write(
     facts: &mut FdFacts,
-    op: &mut T,
-    ctx: &BuildCtx<'_>,
+    sys: Syscall,
     stats: &StatsCells,
 ) -> Option<i32> {
-    let sys = positional(op, ctx)?;
     let Syscall::Write { fd, .. } = sys else {
         return None;
     };
@@ -59,7 +60,8 @@ pub(crate) fn positional_write<T: Op>(
         return None;
     }
     StatsCells::bump(&stats.syscalls);
-    // SAFETY: `op` is borrowed for this frame and was handed to nobody else.
+    // SAFETY: `sys` comes from the plan of an operation the caller's frame borrows and has
+    // handed to nobody else (see above).
     let r = unsafe { sys.run_positional_write() }?;
     StatsCells::bump(&stats.inline_completions);
     Some(r)

@@ -310,7 +310,10 @@ impl Driver {
             return Ok(Some(r));
         }
         if self.inline_writes {
-            if let Some(r) = inline::positional_write(&mut self.facts, op, ctx, stats) {
+            let write = inline::positional(op, ctx);
+            if let Some(r) =
+                write.and_then(|sys| inline::positional_write(&mut self.facts, sys, stats))
+            {
                 return Ok(Some(r));
             }
         }

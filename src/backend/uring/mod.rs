@@ -112,34 +112,32 @@ impl Driver {
         stats: &StatsCells,
         alone: bool,
     ) -> Result<Option<i32>, Errno> {
-        if let Some(r) = self.try_inline(op, ctx, stats, alone) {
+        if let Some(r) = inline::local_call(&mut self.facts, op, ctx, stats) {
+            return Ok(Some(r));
+        }
+        // A read or write at an offset: its call, planned once for every path below.
+        let transfer = inline::positional(op, ctx);
+        if let Some(r) = transfer.and_then(|sys| self.try_inline(sys, stats, alone)) {
             return Ok(Some(r));
         }
         self.push_sqe(ud, op.uring_sqe(ctx)?, Link::None, stats)?;
-        self.submit_direct_now(op, ctx, stats);
+        if let Some((fd, _)) = transfer.and_then(|sys| sys.transfer()) {
+            self.submit_direct_now(fd, stats);
+        }
         Ok(None)
     }
 
-    /// The fast paths that complete an operation at its submission, in order; `None` when
+    /// The fast paths that complete a positional transfer at its submission; `None` when
     /// none takes it.
     #[inline]
-    fn try_inline<T: Op>(
-        &mut self,
-        op: &mut T,
-        ctx: &BuildCtx<'_>,
-        stats: &StatsCells,
-        alone: bool,
-    ) -> Option<i32> {
-        if let Some(r) = inline::local_call(&mut self.facts, op, ctx, stats) {
-            return Some(r);
-        }
+    fn try_inline(&mut self, sys: Syscall, stats: &StatsCells, alone: bool) -> Option<i32> {
         if self.lone_reads && alone {
-            if let Some(r) = self.try_lone_read(op, ctx, stats) {
+            if let Some(r) = self.try_lone_read(sys, stats) {
                 return Some(r);
             }
         }
         if self.inline_writes {
-            return inline::positional_write(&mut self.facts, op, ctx, stats);
+            return inline::positional_write(&mut self.facts, sys, stats);
         }
         None
     }
@@ -149,13 +147,7 @@ impl Driver {
     /// fixed slot filled by a direct open, with no descriptor) or the file refuses
     /// `RWF_NOWAIT`.
     #[inline]
-    fn try_lone_read<T: Op>(
-        &mut self,
-        op: &mut T,
-        ctx: &BuildCtx<'_>,
-        stats: &StatsCells,
-    ) -> Option<i32> {
-        let sys = inline::positional(op, ctx)?;
+    fn try_lone_read(&mut self, sys: Syscall, stats: &StatsCells) -> Option<i32> {
         let Syscall::Read { fd, .. } = sys else {
             return None;
         };
@@ -163,7 +155,8 @@ impl Driver {
             return None;
         }
         StatsCells::bump(&stats.syscalls);
-        // SAFETY: `op` is borrowed for this frame and was handed to nobody else.
+        // SAFETY: `sys` comes from the plan of the operation being submitted, which the
+        // caller's frame borrows and has handed to nobody else.
         let r = unsafe { sys.run(true) };
         if r == -libc::EOPNOTSUPP {
             // This filesystem does not do RWF_NOWAIT: stop trying on this descriptor.
@@ -180,10 +173,7 @@ impl Driver {
     /// batch: it waits for the device anyway, so the syscall is cheap beside it, and the
     /// device starts on it sooner (kernel-notes.md has the figures).
     #[inline]
-    fn submit_direct_now<T: Op>(&mut self, op: &mut T, ctx: &BuildCtx<'_>, stats: &StatsCells) {
-        let Some((fd, _)) = inline::positional(op, ctx).and_then(|sys| sys.transfer()) else {
-            return;
-        };
+    fn submit_direct_now(&mut self, fd: RawFd, stats: &StatsCells) {
         if self.facts.is_direct(fd, stats) {
             // An error leaves the entry in the SQ: the next turn submits it and reports.
             let _ = self.flush(stats);
