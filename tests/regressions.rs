@@ -393,4 +393,23 @@ both_backends! {
         assert_eq!(&got, b"payload");
         drop(in_r);
     }
+
+    /// A chain that fails before reaching the kernel (a step that cannot be built) completes
+    /// every step: one whose ticket was already dropped is finished and leaves the table, as
+    /// its kernel completion would have done. (It once stayed there as done for ever:
+    /// `in_flight` never came back to 0, and lone reads were off for good.)
+    fn a_failed_chain_finishes_a_step_whose_ticket_was_dropped(b: Builder) {
+        let engine = b.build().unwrap();
+        // A ticket whose output was taken: a Cancel of it cannot be built (ENOENT).
+        let mut taken = engine.submit(op::Nop::new());
+        util::wait_within(&engine, &mut taken, util::LIMIT).unwrap();
+        let mut chain = engine.chain();
+        let first = chain.push(op::Nop::new());
+        drop(first);
+        let cancel = chain.push(op::Cancel::new(&taken));
+        chain.submit();
+        util::assert_errno(&util::wait(&engine, cancel), libc::ENOENT, "the unbuildable step");
+        util::drive_until_idle(&engine, "a failed chain");
+        assert_eq!(engine.in_flight(), 0, "a step of the failed chain is still in the table");
+    }
 }

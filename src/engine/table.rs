@@ -8,7 +8,6 @@ use std::task::Waker;
 use super::Inner;
 use crate::backend::{RawCompletion, CQE_F_MORE};
 use crate::op::{Multishot, Op};
-use crate::stats::StatsCells;
 use crate::user_data::UserData;
 
 /// An operation whose handle is gone, with its final result.
@@ -221,19 +220,11 @@ impl Inner {
         }
     }
 
-    /// Completes an operation that never reached the kernel.
+    /// Completes an operation that never reached the kernel, as its completion from the
+    /// kernel would: a waiting task is woken, an abandoned operation finished and removed.
     pub(super) fn complete_now(&self, ud: UserData, res: i32) {
-        if let Some(e) = self.ops.borrow_mut().get_mut(ud.key()) {
-            match &mut e.state {
-                State::Stream(s) => {
-                    s.queue.push_back((res, 0));
-                    s.ended = true;
-                }
-                s => *s = State::Done { res, flags: 0 },
-            }
-        }
-        self.completed_inline.set(self.completed_inline.get() + 1);
-        StatsCells::bump(&self.stats.completed);
+        self.reaped.borrow_mut().push((ud, res, 0));
+        self.dispatch_now();
     }
 
     /// Moves reaped completions into the table, wakes waiters, finishes ignored operations.
