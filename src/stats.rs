@@ -23,7 +23,9 @@ pub struct Stats {
     /// epoll backend: `O_DIRECT` transfers handed to kernel AIO (`io_submit`) instead (one
     /// that comes back "would block" goes to the pool and is counted there too).
     pub aio_jobs: u64,
-    /// epoll backend: operations completed inline by a non-blocking attempt.
+    /// Operations completed at their submission by a call on the engine's thread: epoll's
+    /// non-blocking attempts, io_uring's lone cached reads, both backends' local `statx` and
+    /// inline writes.
     pub inline_completions: u64,
     /// System calls made per operation by the engine: `io_uring_enter`s, and on the epoll
     /// backend `epoll_wait`s, inline attempts, readiness checks, `fstat` and `epoll_ctl`

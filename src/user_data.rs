@@ -10,7 +10,7 @@
 pub struct UserData(u64);
 
 impl UserData {
-    /// The key of internal requests: slab keys never reach it.
+    /// The key of internal requests: table keys never reach it.
     const INTERNAL_KEY: u32 = u32::MAX;
 
     /// The engine's own cancels; their completions are consumed by the backends' callers.

@@ -4,8 +4,9 @@ use std::os::fd::RawFd;
 
 use crate::stats::StatsCells;
 
-/// What the backends learned about descriptor numbers, for their inline `RWF_NOWAIT`
-/// attempts (io_uring's lone reads, every epoll call):
+/// What the backends learned about descriptor numbers, for the calls they run at submission
+/// (io_uring's lone reads and O_DIRECT submit-now, every epoll call, both backends' local
+/// `statx` and inline writes):
 /// - open with `O_DIRECT`: such a call does not fail fast, it waits for the device, which
 ///   would stall the event loop at any queue depth; those reads go to the pool or the ring;
 /// - refused `RWF_NOWAIT` (`EOPNOTSUPP`, tmpfs on 6.1 say): no more attempts on it.

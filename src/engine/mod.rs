@@ -386,7 +386,7 @@ impl Inner {
     /// completions the push produced, if any.
     #[inline]
     fn after_push(&self) {
-        if self.reaped_at_push.get() {
+        if self.reaped_at_push.replace(false) {
             self.dispatch_now();
         }
     }

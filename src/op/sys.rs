@@ -1,4 +1,5 @@
-//! Plain-data descriptions of system calls, for the epoll backend.
+//! Plain-data descriptions of system calls: what the epoll backend runs (inline, or on its
+//! pool), and what both backends run inline at submission.
 //!
 //! A [`Syscall`] holds only numbers and pointers into memory that the owning operation keeps
 //! alive at a stable address (heap buffers, boxed iovecs, paths and result structs), so it can
@@ -498,9 +499,10 @@ impl Syscall {
     ///
     /// # Safety
     /// As [`Syscall::run`].
-    pub(crate) unsafe fn try_inline(&self) -> Option<i32> {
+    pub(crate) unsafe fn try_inline(&self, stats: &crate::stats::StatsCells) -> Option<i32> {
         match *self {
             Syscall::OpenAt2 { dirfd, path, how } => {
+                crate::stats::StatsCells::bump(&stats.syscalls);
                 // SAFETY: `how` is an open_how owned by the operation.
                 open_cached(dirfd, path, unsafe { *how })
             }

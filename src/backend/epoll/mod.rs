@@ -79,7 +79,7 @@ enum AioSlot {
     Off,
 }
 
-/// Pending operations by user_data, indexed by the engine's slab key (the low 32 bits): no
+/// Pending operations by user_data, indexed by the engine's table key (`UserData::key`): no
 /// hashing on the hot path; the full user_data is checked on every lookup.
 #[derive(Default)]
 struct Table {
@@ -290,11 +290,6 @@ impl Driver {
         }
     }
 
-    /// Accepts one unchained operation and runs it as far as it goes now. `Some(result)`
-    /// when it completed at once: the common case of an I/O call that does not block (a
-    /// page-cache hit, data waiting in a socket, a cached open), which never enters the
-    /// table. Counting timeouts need every completion to pass through `complete`, so they
-    /// take the general path.
     /// The engine's submission of one operation: inline where a fast path takes it (a local
     /// `statx`, an inline write), else its plan, tried now where that cannot block.
     /// `Ok(Some(result))`: completed at once.
@@ -320,6 +315,11 @@ impl Driver {
         Ok(self.push(ud, op.plan(ctx)?, || op.fd_owner(), stats))
     }
 
+    /// Accepts one unchained operation and runs it as far as it goes now. `Some(result)`
+    /// when it completed at once: the common case of an I/O call that does not block (a
+    /// page-cache hit, data waiting in a socket, a cached open), which never enters the
+    /// table. Counting timeouts need every completion to pass through `complete`, so they
+    /// take the general path.
     fn push(
         &mut self,
         ud: UserData,
@@ -332,10 +332,9 @@ impl Driver {
                 // Nothing to run (a NOP): done at submission, as an inline call is.
                 Plan::Done(res) => return Some(res),
                 Plan::Pool(sys) if self.nowait => {
-                    StatsCells::bump(&stats.syscalls);
                     // SAFETY: the operation is borrowed by the submitting frame for this call
                     // and handed to nobody else: what its plan points at is alive and unshared.
-                    if let Some(r) = unsafe { sys.try_inline() } {
+                    if let Some(r) = unsafe { sys.try_inline(stats) } {
                         StatsCells::bump(&stats.inline_completions);
                         return Some(r);
                     }
