@@ -1,8 +1,10 @@
 //! The extension point for io_uring opcodes trueio does not wrap yet.
 
+use std::cell::UnsafeCell;
 use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
+use std::rc::Rc;
 
 use io_uring::squeue;
 
@@ -48,7 +50,13 @@ use crate::errno::Errno;
 /// ```
 pub struct Raw<T> {
     entry: squeue::Entry,
-    state: Box<RawState<T>>,
+    /// Where the epoll backend runs the fallback, if one was given.
+    when: Option<Fallback>,
+    /// Shared with the epoll backend's `Syscall::Custom`, which points into it while the
+    /// operation is in flight: an `Rc` (unlike a `Box`) does not claim unique access to its
+    /// contents each time it moves, so the pointer stays valid as the operation moves
+    /// between the ticket and the engine's table. Never cloned.
+    state: Rc<UnsafeCell<RawState<T>>>,
 }
 
 /// Where the epoll backend runs a [`Raw`] operation's fallback call.
@@ -63,11 +71,11 @@ pub enum Fallback {
     Blocking,
 }
 
-/// The owner and the fallback call, boxed so that the epoll backend can point at them while
-/// the operation moves.
+/// The owner and the fallback call, behind a pointer the epoll backend keeps while the
+/// operation moves.
 struct RawState<T> {
     owner: T,
-    call: Option<(Fallback, FallbackCall<T>)>,
+    call: Option<FallbackCall<T>>,
 }
 
 type FallbackCall<T> = Box<dyn FnMut(&mut T) -> i32 + Send>;
@@ -81,7 +89,7 @@ pub trait RawCall {
 impl<T> RawCall for RawState<T> {
     fn call(&mut self) -> i32 {
         match &mut self.call {
-            Some((_, f)) => f(&mut self.owner),
+            Some(f) => f(&mut self.owner),
             None => -libc::EOPNOTSUPP,
         }
     }
@@ -109,7 +117,8 @@ impl<T: 'static> Raw<T> {
     pub unsafe fn new(entry: squeue::Entry, owner: T) -> Raw<T> {
         Raw {
             entry,
-            state: Box::new(RawState { owner, call: None }),
+            when: None,
+            state: Rc::new(UnsafeCell::new(RawState { owner, call: None })),
         }
     }
 }
@@ -124,7 +133,11 @@ impl<T: Send + 'static> Raw<T> {
         when: Fallback,
         call: impl FnMut(&mut T) -> i32 + Send + 'static,
     ) -> Raw<T> {
-        self.state.call = Some((when, Box::new(call)));
+        let Some(state) = Rc::get_mut(&mut self.state) else {
+            unreachable!("a Raw's state is never shared before its submission");
+        };
+        state.get_mut().call = Some(Box::new(call));
+        self.when = Some(when);
         self
     }
 }
@@ -139,11 +152,8 @@ impl<T: 'static> OpImpl for Raw<T> {
     }
 
     fn plan(&mut self, _ctx: &BuildCtx<'_>) -> Result<Plan, Errno> {
-        let Some((when, _)) = &self.state.call else {
-            return Err(Errno(libc::EOPNOTSUPP));
-        };
-        let when = *when;
-        let state: &mut dyn RawCall = &mut *self.state;
+        let when = self.when.ok_or(Errno(libc::EOPNOTSUPP))?;
+        let state: *mut RawState<T> = self.state.get();
         let sys = Syscall::Custom { call: state };
         Ok(match when {
             Fallback::Readable(fd) => Plan::Io {
@@ -161,7 +171,10 @@ impl<T: 'static> OpImpl for Raw<T> {
     }
 
     fn complete(self, res: i32, _flags: u32) -> <Self as Op>::Output {
-        (result(res), self.state.owner)
+        match Rc::try_unwrap(self.state) {
+            Ok(state) => (result(res), state.into_inner().owner),
+            Err(_) => unreachable!("a Raw's state is never shared"),
+        }
     }
 }
 
@@ -169,7 +182,7 @@ impl<T> fmt::Debug for Raw<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Raw")
             .field("opcode", &self.entry.get_opcode())
-            .field("fallback", &self.state.call.as_ref().map(|(w, _)| *w))
+            .field("fallback", &self.when)
             .finish()
     }
 }

@@ -190,8 +190,9 @@ impl Syscall {
             }
             // SAFETY: the caller's contract; the ring is the driver's (see `run_multi`).
             Syscall::RecvRing { .. } => unsafe { self.run_multi() }.0,
-            // SAFETY: `call` points into the Raw operation's box, alive while it is in flight;
-            // only this call uses it (the kernel never sees it on this backend).
+            // SAFETY: `call` points into the Raw operation's `Rc<UnsafeCell<..>>`, alive while
+            // it is in flight; only this call touches it then (the kernel never sees it on this
+            // backend, and the Raw reads it again only at its completion).
             Syscall::Custom { call } => unsafe { (*call).call() },
             // SAFETY: the caller's contract.
             _ => unsafe { self.run_file(nowait) },
