@@ -7,27 +7,21 @@ use crate::op::{BuildCtx, Fast, Op, Plan, Syscall};
 use crate::stats::StatsCells;
 
 /// A `statx` of an open descriptor on a local filesystem, which never waits, run inline: its
-/// result, or `None` when it is not one (another operation, a path, a filesystem that may ask
+/// result, or `None` when `plan` is not one (another call, a path, a filesystem that may ask
 /// a server or a daemon).
+///
+/// `plan` is the plan of the operation being submitted, which the caller's frame borrows.
 #[inline]
-pub(crate) fn local_call<T: Op>(
-    facts: &mut FdFacts,
-    op: &mut T,
-    ctx: &BuildCtx<'_>,
-    stats: &StatsCells,
-) -> Option<i32> {
-    if T::FAST != Fast::Stat {
-        return None;
-    }
-    let Ok(Plan::Pool(sys)) = op.plan(ctx) else {
+pub(crate) fn local_stat(facts: &mut FdFacts, plan: &Plan, stats: &StatsCells) -> Option<i32> {
+    let Plan::Pool(sys) = *plan else {
         return None;
     };
     if !facts.is_local(sys.stat_of_fd()?, stats) {
         return None;
     }
     StatsCells::bump(&stats.syscalls);
-    // SAFETY: `op` is borrowed for this frame, so what its plan points at is alive, and
-    // nothing else (no kernel, no pool thread) has it.
+    // SAFETY: `sys` comes from the plan of an operation the caller's frame borrows and has
+    // handed to nobody else (no kernel, no pool thread).
     let r = unsafe { sys.run(false) };
     StatsCells::bump(&stats.inline_completions);
     Some(r)

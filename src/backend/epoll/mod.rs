@@ -33,7 +33,7 @@ use crate::buf::BufPool;
 use crate::capability::{Backend, Feature, Report, Status};
 use crate::errno::Errno;
 use crate::op::sys::file_type;
-use crate::op::{BuildCtx, Interest, Op, Plan, Syscall};
+use crate::op::{BuildCtx, Fast, Interest, Op, Plan, Syscall};
 use crate::stats::StatsCells;
 use crate::user_data::UserData;
 
@@ -301,18 +301,22 @@ impl Driver {
         ctx: &BuildCtx<'_>,
         stats: &StatsCells,
     ) -> Result<Option<i32>, Errno> {
-        if let Some(r) = inline::local_call(&mut self.facts, op, ctx, stats) {
-            return Ok(Some(r));
+        // One plan serves the fast paths and the push.
+        let plan = op.plan(ctx)?;
+        if T::FAST == Fast::Stat {
+            if let Some(r) = inline::local_stat(&mut self.facts, &plan, stats) {
+                return Ok(Some(r));
+            }
         }
-        if self.inline_writes {
-            let write = inline::positional(op, ctx);
+        if self.inline_writes && T::FAST == Fast::Transfer {
+            let write = plan.positional();
             if let Some(r) =
                 write.and_then(|sys| inline::positional_write(&mut self.facts, sys, stats))
             {
                 return Ok(Some(r));
             }
         }
-        Ok(self.push(ud, op.plan(ctx)?, || op.fd_owner(), stats))
+        Ok(self.push(ud, plan, || op.fd_owner(), stats))
     }
 
     /// Accepts one unchained operation and runs it as far as it goes now. `Some(result)`

@@ -15,7 +15,7 @@ use io_uring::{opcode, squeue, IoUring};
 use super::{inline, FdFacts, Item, Link, RawCompletion};
 use crate::buf::BufPool;
 use crate::errno::Errno;
-use crate::op::{BuildCtx, Op, Syscall};
+use crate::op::{BuildCtx, Fast, Op, Syscall};
 use crate::stats::StatsCells;
 use crate::user_data::UserData;
 
@@ -112,8 +112,14 @@ impl Driver {
         stats: &StatsCells,
         alone: bool,
     ) -> Result<Option<i32>, Errno> {
-        if let Some(r) = inline::local_call(&mut self.facts, op, ctx, stats) {
-            return Ok(Some(r));
+        if T::FAST == Fast::Stat {
+            if let Some(r) = op
+                .plan(ctx)
+                .ok()
+                .and_then(|p| inline::local_stat(&mut self.facts, &p, stats))
+            {
+                return Ok(Some(r));
+            }
         }
         // A read or write at an offset: its call, planned once for every path below.
         let transfer = inline::positional(op, ctx);
