@@ -19,6 +19,9 @@ impl UserData {
     /// io_uring's internal wait timeouts (kernels without EXT_ARG).
     pub(crate) const WAIT_TIMEOUT: UserData = UserData::internal(1);
 
+    /// io_uring's watch on its blocking pool's eventfd (calls without an opcode).
+    pub(crate) const POOL_WAKE: UserData = UserData::internal(2);
+
     /// The operation at table `key`, generation `gen`.
     #[inline]
     pub(crate) fn new(key: usize, gen: u32) -> UserData {

@@ -26,6 +26,8 @@ pub(crate) struct Config {
     pub(crate) pool_queue: Option<usize>,
     /// Positional file writes run inline, blocking (`Builder::inline_file_writes`).
     pub(crate) inline_file_writes: bool,
+    /// io_uring opcodes treated as missing (`Builder::without_opcode`).
+    pub(crate) masked_opcodes: Vec<u8>,
 }
 
 impl Default for Config {
@@ -41,6 +43,7 @@ impl Default for Config {
             pool_threads: None,
             pool_queue: None,
             inline_file_writes: false,
+            masked_opcodes: Vec::new(),
         }
     }
 }

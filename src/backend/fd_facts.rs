@@ -28,9 +28,11 @@ impl FdFacts {
     const REFUSED: u16 = 1 << 14;
     /// The filesystem was looked at (`fstatfs`) since the last recheck...
     const FS_KNOWN: u16 = 1 << 13;
-    /// ...and it is a local one, where a `statx` of the descriptor never waits.
+    /// ...and it is a local one, where a `statx` of the descriptor never waits...
     const LOCAL: u16 = 1 << 12;
-    const COUNT: u16 = Self::LOCAL - 1;
+    /// ...and one that lives in memory (tmpfs, the kernel's own), where nothing waits.
+    const MEMORY: u16 = 1 << 11;
+    const COUNT: u16 = Self::MEMORY - 1;
 
     /// Whether an inline `RWF_NOWAIT` attempt on `fd` is pointless: an `O_DIRECT` file, or
     /// one whose filesystem refused the flag lately (tmpfs before 6.x, for one).
@@ -83,19 +85,32 @@ impl FdFacts {
     /// Whether `fd` is on a local filesystem (see [`local_fs`]), asking the kernel once per
     /// recheck period.
     pub(crate) fn is_local(&mut self, fd: RawFd, stats: &StatsCells) -> bool {
+        self.fs_bits(fd, stats) & Self::LOCAL != 0
+    }
+
+    /// Whether `fd` is on a filesystem held in memory (see [`fs_kind`]), where reading a
+    /// directory never waits for a device.
+    pub(crate) fn is_memory(&mut self, fd: RawFd, stats: &StatsCells) -> bool {
+        self.fs_bits(fd, stats) & Self::MEMORY != 0
+    }
+
+    /// The entry's filesystem bits, asking the kernel once per recheck period.
+    fn fs_bits(&mut self, fd: RawFd, stats: &StatsCells) -> u16 {
         // Refreshes the entry (and its count) when due.
         self.is_direct(fd, stats);
         let Some(h) = usize::try_from(fd).ok().and_then(|i| self.by_fd.get_mut(i)) else {
-            return false;
+            return 0;
         };
         if *h & Self::FS_KNOWN == 0 {
             StatsCells::bump(&stats.syscalls);
             *h |= Self::FS_KNOWN;
-            if local_fs(fd) {
-                *h |= Self::LOCAL;
+            match fs_kind(fd) {
+                FsKind::Memory => *h |= Self::LOCAL | Self::MEMORY,
+                FsKind::Local => *h |= Self::LOCAL,
+                FsKind::Other => {}
             }
         }
-        *h & Self::LOCAL != 0
+        *h
     }
 
     /// Forgets `fd` (closed through the engine).
@@ -106,17 +121,33 @@ impl FdFacts {
     }
 }
 
-/// Whether `fd` lives on a filesystem whose attributes are in memory, so that `statx` of the
-/// descriptor answers without waiting: the usual local disk filesystems, tmpfs and the kernel's
-/// own. Network and FUSE filesystems, and any not listed, are not: their `getattr` may ask a
-/// server or a daemon.
-fn local_fs(fd: RawFd) -> bool {
+/// What a descriptor's filesystem is, for the calls run at submission.
+enum FsKind {
+    /// Held in memory: nothing on it waits for a device (tmpfs, ramfs, the kernel's own).
+    Memory,
+    /// Local, with the attributes of open files in memory: `statx` of a descriptor answers
+    /// without waiting (the usual disk filesystems).
+    Local,
+    /// Network and FUSE filesystems, and any not listed: their `getattr` may ask a server or a
+    /// daemon.
+    Other,
+}
+
+/// The filesystem `fd` lives on ([`FsKind`]).
+fn fs_kind(fd: RawFd) -> FsKind {
+    const MEMORY: &[i64] = &[
+        0x0102_1994, // tmpfs
+        0x8584_58f6, // ramfs
+        0x9fa0,      // proc
+        0x6265_6572, // sysfs
+        0x5049_5045, // pipefs
+        0x534F_434B, // sockfs
+        0x0904_1934, // anon inodes
+    ];
     const LOCAL: &[i64] = &[
         0xEF53,      // ext2/3/4
         0x5846_5342, // xfs
         0x9123_683E, // btrfs
-        0x0102_1994, // tmpfs
-        0x8584_58f6, // ramfs
         0xF2F5_2010, // f2fs
         0x2fc1_2fc1, // zfs
         0xca45_1a4e, // bcachefs
@@ -126,18 +157,20 @@ fn local_fs(fd: RawFd) -> bool {
         0x4d44,      // vfat
         0x2011_BAB0, // exfat
         0x7366_746e, // ntfs3
-        0x9fa0,      // proc
-        0x6265_6572, // sysfs
-        0x5049_5045, // pipefs
-        0x534F_434B, // sockfs
-        0x0904_1934, // anon inodes
     ];
     // SAFETY: statfs is plain integers; all-zero is a valid value.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: fstatfs writes one statfs into `st`, alive on this frame; a bad descriptor
     // gives -1 (not local).
     if unsafe { libc::fstatfs(fd, &mut st) } != 0 {
-        return false;
+        return FsKind::Other;
     }
-    LOCAL.contains(&(st.f_type as i64))
+    let t = st.f_type as i64;
+    if MEMORY.contains(&t) {
+        FsKind::Memory
+    } else if LOCAL.contains(&t) {
+        FsKind::Local
+    } else {
+        FsKind::Other
+    }
 }

@@ -27,6 +27,23 @@ pub(crate) fn local_stat(facts: &mut FdFacts, plan: &Plan, stats: &StatsCells) -
     Some(r)
 }
 
+/// A `getdents64` of a directory on a filesystem held in memory, run inline: it cannot wait
+/// for a device, and the pool's thread hop would cost more than the call. `None` for any
+/// other plan or filesystem (the pool takes it).
+pub(crate) fn memory_dirents(facts: &mut FdFacts, plan: &Plan, stats: &StatsCells) -> Option<i32> {
+    let Plan::Pool(sys @ Syscall::Getdents { fd, .. }) = *plan else {
+        return None;
+    };
+    if !facts.is_memory(fd, stats) {
+        return None;
+    }
+    StatsCells::bump(&stats.syscalls);
+    // SAFETY: as in `local_stat`: the plan of an operation the caller's frame borrows.
+    let r = unsafe { sys.run(false) };
+    StatsCells::bump(&stats.inline_completions);
+    Some(r)
+}
+
 /// The positional read or write of `op` (from its plan), if it is one.
 #[inline]
 pub(crate) fn positional<T: Op>(op: &mut T, ctx: &BuildCtx<'_>) -> Option<Syscall> {

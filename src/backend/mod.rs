@@ -30,9 +30,11 @@ use crate::user_data::UserData;
 mod config;
 mod fd_facts;
 mod inline;
+mod offload;
 
 pub(crate) use config::Config;
 pub(crate) use fd_facts::FdFacts;
+pub(crate) use offload::Offload;
 
 pub(crate) mod epoll;
 pub(crate) mod uring;
@@ -85,6 +87,9 @@ impl Driver {
     #[inline]
     pub(crate) fn build<T: Op>(&self, op: &mut T, ctx: &BuildCtx<'_>) -> Result<Item, Errno> {
         match self {
+            // A chain reaches the kernel in one piece: a step without its opcode here cannot
+            // be linked to the others.
+            Driver::Uring(d) if !d.on_ring(op) => Err(Errno(libc::EOPNOTSUPP)),
             Driver::Uring(_) => op.uring_sqe(ctx).map(Item::Sqe),
             Driver::Epoll(_) => op.plan(ctx).map(Item::Plan),
         }

@@ -137,13 +137,24 @@ impl Builder {
         self
     }
 
-    /// Threads of the epoll backend's blocking pool (default: 4 per core, at least 4).
+    /// Treats an io_uring opcode (`io_uring::opcode::RenameAt::CODE`, say, or its number
+    /// from `<linux/io_uring.h>`) as missing, as on a kernel older than it: the operations
+    /// that need it take the path they take there (the blocking pool, see kernel-notes.md).
+    /// To test that path, or to step around a kernel bug in one opcode. The epoll backend
+    /// ignores it.
+    pub fn without_opcode(mut self, opcode: u8) -> Self {
+        self.cfg.masked_opcodes.push(opcode);
+        self
+    }
+
+    /// Threads of the blocking pool (default: 4 per core, at least 4): the epoll backend's
+    /// file operations, and on io_uring the calls it has no opcode for.
     pub fn pool_threads(mut self, n: usize) -> Self {
         self.cfg.pool_threads = Some(n.max(1));
         self
     }
 
-    /// Queue bound of the epoll backend's blocking pool; jobs beyond it wait in the engine.
+    /// Queue bound of the blocking pool; jobs beyond it wait in the engine.
     pub fn pool_queue(mut self, n: usize) -> Self {
         self.cfg.pool_queue = Some(n.max(1));
         self

@@ -17,11 +17,14 @@ use std::io;
 mod cancel;
 mod close;
 mod fallocate;
+mod file_meta;
 mod fixed;
 mod fsync;
+mod namespace;
 pub(crate) mod net;
 mod nop;
 mod open;
+mod path;
 mod plan;
 mod poll;
 mod raw;
@@ -29,14 +32,17 @@ mod rw;
 mod splice;
 mod statx;
 pub(crate) mod sys;
+mod sys_fs;
 mod timeout;
 mod vectored;
 
 pub use cancel::{Cancel, OpId};
 pub use close::Close;
 pub use fallocate::Fallocate;
+pub use file_meta::{Fadvise, Ftruncate, GetXattr, Getdents, SetXattr, SyncFileRange};
 pub use fixed::{ReadFixed, WriteFixed};
 pub use fsync::Fsync;
+pub use namespace::{LinkAt, MkdirAt, ReadLinkAt, RenameAt, SymlinkAt, UnlinkAt};
 pub use net::{Accept, AcceptMulti, Connect, Recv, RecvMulti, Send, SendZc, Shutdown};
 pub use nop::Nop;
 pub use open::{OpenAt2, OpenAt2Direct, OpenHow};
@@ -46,7 +52,7 @@ pub use rw::{Read, Write};
 pub use splice::Splice;
 pub use statx::Statx;
 
-pub(crate) use plan::{BuildCtx, Fast, Interest, Plan};
+pub(crate) use plan::{BuildCtx, Fast, Interest, OnRing, Plan};
 pub(crate) use sys::Syscall;
 pub use timeout::{LinkTimeout, Timeout};
 pub use vectored::{Readv, Writev};
@@ -104,7 +110,7 @@ pub trait Multishot: Op + sealed::MultishotImpl {
 pub(crate) mod sealed {
     use io_uring::squeue;
 
-    use super::{BuildCtx, Fast, Plan};
+    use super::{BuildCtx, Fast, OnRing, Plan};
     use crate::errno::Errno;
 
     /// How the engine runs an operation on each backend.
@@ -120,6 +126,16 @@ pub(crate) mod sealed {
         /// Which inline fast path of the backends the operation may take; what the path
         /// needs (the call, its descriptor) comes from [`plan`](Self::plan).
         const FAST: Fast = Fast::None;
+
+        /// Whether io_uring has an opcode for it; without one, `uring_sqe` is never called
+        /// and the operation runs its [`plan`](Self::plan) (the pool, or at once).
+        const RING: OnRing = OnRing::Always;
+
+        /// False when this instance cannot be said in an SQE (a length beyond the opcode's
+        /// 32 bits): it then runs its plan, as where the opcode is missing.
+        fn fits_sqe(&self) -> bool {
+            true
+        }
 
         /// The shared descriptor a readiness wait would be on, if the operation holds one
         /// (see the epoll backend's registration renewal).

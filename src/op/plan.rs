@@ -100,6 +100,20 @@ pub enum Fast {
     Transfer,
     /// A `statx`: of an open descriptor on a local filesystem, it runs inline.
     Stat,
+    /// A `getdents64`: of a directory on a filesystem held in memory, it runs inline.
+    Dirents,
+}
+
+/// Whether an operation has an io_uring opcode; one without it (on this kernel, or at all)
+/// runs its [`Plan`] there as on the epoll backend: on the blocking pool, or at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRing {
+    /// Its opcode is one the engine requires of every ring.
+    Always,
+    /// It needs this opcode, which older kernels lack (or the builder masked).
+    Needs(u8),
+    /// io_uring has no opcode for it (`getdents64`).
+    Never,
 }
 
 impl Plan {

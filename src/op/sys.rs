@@ -116,6 +116,83 @@ pub enum Syscall {
     Shutdown { fd: RawFd, how: i32 },
     /// The fallback call of an [`op::Raw`](crate::op::Raw), boxed in the operation.
     Custom { call: *mut dyn RawCall },
+    /// `renameat2`.
+    RenameAt {
+        olddir: RawFd,
+        old: *const libc::c_char,
+        newdir: RawFd,
+        new: *const libc::c_char,
+        flags: u32,
+    },
+    /// `unlinkat` (`AT_REMOVEDIR` for a directory).
+    UnlinkAt {
+        dir: RawFd,
+        path: *const libc::c_char,
+        flags: i32,
+    },
+    /// `mkdirat`.
+    MkdirAt {
+        dir: RawFd,
+        path: *const libc::c_char,
+        mode: u32,
+    },
+    /// `symlinkat`: a link at `dir`/`path` whose content is `target`.
+    SymlinkAt {
+        target: *const libc::c_char,
+        dir: RawFd,
+        path: *const libc::c_char,
+    },
+    /// `linkat`.
+    LinkAt {
+        olddir: RawFd,
+        old: *const libc::c_char,
+        newdir: RawFd,
+        new: *const libc::c_char,
+        flags: i32,
+    },
+    /// `readlinkat` into the operation's buffer.
+    ReadLinkAt {
+        dir: RawFd,
+        path: *const libc::c_char,
+        buf: *mut u8,
+        len: usize,
+    },
+    /// `ftruncate`.
+    Ftruncate { fd: RawFd, len: i64 },
+    /// `posix_fadvise`.
+    Fadvise {
+        fd: RawFd,
+        off: i64,
+        len: i64,
+        advice: i32,
+    },
+    /// `sync_file_range`.
+    SyncFileRange {
+        fd: RawFd,
+        off: i64,
+        len: i64,
+        flags: u32,
+    },
+    /// `fgetxattr` (on `fd`) or `getxattr` (on `path`, following symlinks, as io_uring does);
+    /// `len` 0 asks for the value's size.
+    GetXattr {
+        fd: RawFd,
+        path: *const libc::c_char,
+        name: *const libc::c_char,
+        value: *mut u8,
+        len: usize,
+    },
+    /// `fsetxattr` or `setxattr` (`XATTR_CREATE`, `XATTR_REPLACE` in `flags`).
+    SetXattr {
+        fd: RawFd,
+        path: *const libc::c_char,
+        name: *const libc::c_char,
+        value: *const u8,
+        len: usize,
+        flags: i32,
+    },
+    /// `getdents64` into the operation's buffer.
+    Getdents { fd: RawFd, buf: *mut u8, len: usize },
 }
 
 // SAFETY: a Syscall carries pointers into memory owned by an operation that the engine keeps
@@ -123,7 +200,7 @@ pub enum Syscall {
 // nothing else reads or writes that memory meanwhile, so running it on another thread is sound.
 unsafe impl Send for Syscall {}
 
-fn ret(r: isize) -> i32 {
+pub(super) fn ret(r: isize) -> i32 {
     if r < 0 {
         -std::io::Error::last_os_error()
             .raw_os_error()
@@ -194,6 +271,24 @@ impl Syscall {
             // it is in flight; only this call touches it then (the kernel never sees it on this
             // backend, and the Raw reads it again only at its completion).
             Syscall::Custom { call } => unsafe { (*call).call() },
+            Syscall::RenameAt { .. }
+            | Syscall::UnlinkAt { .. }
+            | Syscall::MkdirAt { .. }
+            | Syscall::SymlinkAt { .. }
+            | Syscall::LinkAt { .. }
+            | Syscall::ReadLinkAt { .. }
+            | Syscall::Getdents { .. } => {
+                // SAFETY: the caller's contract.
+                unsafe { self.run_namespace() }
+            }
+            Syscall::Ftruncate { .. }
+            | Syscall::Fadvise { .. }
+            | Syscall::SyncFileRange { .. }
+            | Syscall::GetXattr { .. }
+            | Syscall::SetXattr { .. } => {
+                // SAFETY: the caller's contract.
+                unsafe { self.run_file_meta() }
+            }
             // SAFETY: the caller's contract.
             _ => unsafe { self.run_file(nowait) },
         }

@@ -308,6 +308,11 @@ impl Driver {
                 return Ok(Some(r));
             }
         }
+        if T::FAST == Fast::Dirents {
+            if let Some(r) = inline::memory_dirents(&mut self.facts, &plan, stats) {
+                return Ok(Some(r));
+            }
+        }
         if self.inline_writes && T::FAST == Fast::Transfer {
             let write = plan.positional();
             if let Some(r) =

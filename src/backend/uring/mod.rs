@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, IoUring};
 
-use super::{inline, FdFacts, Item, Link, RawCompletion};
+use super::{inline, FdFacts, Item, Link, Offload, RawCompletion};
 use crate::buf::BufPool;
 use crate::errno::Errno;
-use crate::op::{BuildCtx, Fast, Op, Syscall};
+use crate::op::{BuildCtx, Fast, OnRing, Op, Plan, Syscall};
 use crate::stats::StatsCells;
 use crate::user_data::UserData;
 
@@ -61,6 +61,10 @@ pub(crate) struct Driver {
     lone_reads: bool,
     /// Positional file writes run inline, blocking (`Builder::inline_file_writes`).
     inline_writes: bool,
+    /// The opcodes this ring has (the probe, less those the builder masked), one bit each.
+    opcodes: [u64; 4],
+    /// The blocking pool for the calls without an opcode here.
+    offload: Offload,
 }
 
 fn link_flags(link: Link) -> squeue::Flags {
@@ -112,6 +116,15 @@ impl Driver {
         stats: &StatsCells,
         alone: bool,
     ) -> Result<Option<i32>, Errno> {
+        if let Some(target) = op.cancel_target() {
+            // A cancel of a call on the pool: the kernel does not know it.
+            if let Some(gone) = self.offload.cancel(target, &mut self.cqes) {
+                return Ok(Some(if gone { 0 } else { -libc::EALREADY }));
+            }
+        }
+        if !self.on_ring(op) {
+            return self.off_ring(ud, op, ctx, stats);
+        }
         if T::FAST == Fast::Stat {
             if let Some(r) = op
                 .plan(ctx)
@@ -131,6 +144,41 @@ impl Driver {
             self.submit_direct_now(fd, stats);
         }
         Ok(None)
+    }
+
+    /// Whether `T` has its opcode on this ring.
+    #[inline]
+    pub(crate) fn on_ring<T: Op>(&self, op: &T) -> bool {
+        let has = match T::RING {
+            OnRing::Always => true,
+            OnRing::Needs(code) => self.opcodes[usize::from(code / 64)] & (1 << (code % 64)) != 0,
+            OnRing::Never => false,
+        };
+        has && op.fits_sqe()
+    }
+
+    /// An operation without its opcode here: its plan runs on the pool (or completes at
+    /// once), as on the epoll backend. A cancel of such an operation is answered here.
+    #[cold]
+    fn off_ring<T: Op>(
+        &mut self,
+        ud: UserData,
+        op: &mut T,
+        ctx: &BuildCtx<'_>,
+        stats: &StatsCells,
+    ) -> Result<Option<i32>, Errno> {
+        let plan = op.plan(ctx)?;
+        if T::FAST == Fast::Dirents {
+            if let Some(r) = inline::memory_dirents(&mut self.facts, &plan, stats) {
+                return Ok(Some(r));
+            }
+        }
+        match plan {
+            Plan::Done(r) => Ok(Some(r)),
+            Plan::Pool(sys) => self.offload.submit(ud, sys, stats).map(|()| None),
+            // Every operation without an opcode is a pool call.
+            _ => Err(Errno(libc::EOPNOTSUPP)),
+        }
     }
 
     /// The fast paths that complete a positional transfer at its submission; `None` when
@@ -374,6 +422,8 @@ impl Driver {
                         // several pending (each earlier than the last), forgetting them all
                         // costs at most one timeout too many.
                         self.wait_pending = None;
+                    } else if ud == UserData::POOL_WAKE {
+                        self.offload.on_wake(out, stats);
                     }
                     out.push((ud, cqe.result(), cqe.flags()));
                     n += 1;
@@ -405,6 +455,9 @@ impl Driver {
         if !self.deferred_cancels.is_empty() {
             self.push_deferred_cancels();
         }
+        // Calls on the pool: a POLL_ADD on its eventfd wakes this wait when one ends. Without
+        // it in the ring the wait could sleep past their completions: it only polls then.
+        let unwatched = self.watch_pool(stats);
         let base = out.len();
         let mut spun = false;
         let result = loop {
@@ -432,7 +485,7 @@ impl Driver {
                 // Completions at hand and nothing to submit or flush: no need to enter.
                 break Ok(());
             }
-            let poll_only = have || remaining == Some(Duration::ZERO);
+            let poll_only = have || unwatched || remaining == Some(Duration::ZERO);
             let (want, ts) = self.wait_bound(poll_only, remaining, stats);
             // A wait timeout pushed just now is one more entry to submit.
             let pending = pending.max(self.ring.submission().len() as u32);
@@ -447,6 +500,23 @@ impl Driver {
         };
         self.reap_into(out, stats);
         result
+    }
+
+    /// Puts the pool's eventfd watch in the SQ if the pool has work and no watch is there;
+    /// true when it has work but the watch could not be queued.
+    #[inline]
+    fn watch_pool(&mut self, stats: &StatsCells) -> bool {
+        let Some(fd) = self.offload.arm() else {
+            return false;
+        };
+        let e = opcode::PollAdd::new(io_uring::types::Fd(fd), libc::POLLIN as u32)
+            .build()
+            .user_data(UserData::POOL_WAKE.to_raw());
+        if self.push_entry(&e, stats).is_err() {
+            self.offload.disarm();
+            return true;
+        }
+        false
     }
 
     /// How many completions a wait asks for (0: poll only) and its EXT_ARG timeout. Without
@@ -531,6 +601,9 @@ impl Driver {
     }
 
     pub(crate) fn cancel(&mut self, ud: UserData, stats: &StatsCells) {
+        if self.offload.cancel(ud, &mut self.cqes).is_some() {
+            return;
+        }
         let e = cancel_entry(ud);
         if self.push_entry(&e, stats).is_err() {
             // The SQ is full and the kernel takes nothing now: keep the request for later.

@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use io_uring::{opcode, IoUring, Probe};
 
 use super::{submit, Driver};
-use crate::backend::{Config, FdFacts};
+use crate::backend::{Config, FdFacts, Offload};
 use crate::buf::BufPool;
 use crate::capability::{io_uring_disabled, memlock, Backend, Feature, Report, Status};
 
@@ -185,6 +185,8 @@ impl Driver {
             facts: FdFacts::default(),
             lone_reads: !b.is_disabled(Feature::NowaitReads),
             inline_writes: b.inline_file_writes,
+            opcodes: opcode_bits(&probe, &b.masked_opcodes),
+            offload: Offload::new(b),
         };
         Ok((driver, report))
     }
@@ -268,6 +270,17 @@ fn build_ring(
             report.setup_rejected.join("; ")
         ),
     ))
+}
+
+/// The opcodes of the probe, less `masked`, one bit each.
+fn opcode_bits(probe: &Probe, masked: &[u8]) -> [u64; 4] {
+    let mut bits = [0u64; 4];
+    for code in 0..=u8::MAX {
+        if probe.is_supported(code) && !masked.contains(&code) {
+            bits[usize::from(code / 64)] |= 1 << (code % 64);
+        }
+    }
+    bits
 }
 
 /// The minimum the engine needs (NODROP, SUBMIT_STABLE, the basic opcodes): the probe, or
