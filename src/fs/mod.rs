@@ -31,12 +31,19 @@ use std::time::{Duration, SystemTime};
 use crate::buf::{resume, FixedBuf, IoBuf, IoBufMut};
 use crate::op::{self, OpenHow};
 use crate::{rt, Engine, Fd};
+use dir::At;
 
+mod atomic;
 mod copy;
+mod dir;
+mod read_dir;
+pub use atomic::{write_atomic, AtomicFile};
 pub use copy::{
     copy_file, copy_file_with, CopyOptions, CopyReport, Progress, DEFAULT_BLOCK_SIZE,
     DEFAULT_QUEUE_DEPTH, MAX_BLOCK_SIZE,
 };
+pub use dir::Dir;
+pub use read_dir::{DirEntry, FileType, ReadDir};
 
 /// `STATX_DIOALIGN` (6.1): the direct-I/O alignment fields.
 const STATX_DIOALIGN: u32 = 0x2000;
@@ -170,6 +177,189 @@ pub fn os_error(e: &io::Error) -> Option<i32> {
     })
 }
 
+/// Creates the directory `path` (mode 0o777 before the umask), as `std::fs::create_dir`.
+pub async fn create_dir(path: impl AsRef<Path>) -> io::Result<()> {
+    At::cwd().create_dir(path.as_ref()).await
+}
+
+/// Creates `path` and its missing parents; a directory that exists already (or appears
+/// meanwhile) is fine, as for `std::fs::create_dir_all`.
+pub async fn create_dir_all(path: impl AsRef<Path>) -> io::Result<()> {
+    At::cwd().create_dir_all(path.as_ref()).await
+}
+
+/// Removes a file or symlink, as `std::fs::remove_file`.
+pub async fn remove_file(path: impl AsRef<Path>) -> io::Result<()> {
+    At::cwd().unlink(path.as_ref(), 0, "removing").await
+}
+
+/// Removes an empty directory, as `std::fs::remove_dir`.
+pub async fn remove_dir(path: impl AsRef<Path>) -> io::Result<()> {
+    At::cwd()
+        .unlink(path.as_ref(), libc::AT_REMOVEDIR, "removing directory")
+        .await
+}
+
+/// Removes a directory and everything under it, as `std::fs::remove_dir_all`: a symlink
+/// (`path` itself or any entry) is removed, never followed, and each directory is opened
+/// relative to its parent without following symlinks, so a tree changed underneath (a
+/// directory swapped for a link to elsewhere) cannot lead the removal outside it. Many
+/// files of a directory are unlinked at once.
+pub async fn remove_dir_all(path: impl AsRef<Path>) -> io::Result<()> {
+    At::cwd().remove_dir_all(path.as_ref()).await
+}
+
+/// Renames `from` to `to`, replacing `to` if it exists, as `std::fs::rename`.
+pub async fn rename(from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<()> {
+    let at = At::cwd();
+    at.rename(from.as_ref(), &at, to.as_ref(), 0).await
+}
+
+/// A new name `link` for the file `original`, as `std::fs::hard_link`.
+pub async fn hard_link(original: impl AsRef<Path>, link: impl AsRef<Path>) -> io::Result<()> {
+    let at = At::cwd();
+    at.hard_link(original.as_ref(), &at, link.as_ref()).await
+}
+
+/// Creates the symlink `link` whose content is `original`, as
+/// `std::os::unix::fs::symlink`.
+pub async fn symlink(original: impl AsRef<Path>, link: impl AsRef<Path>) -> io::Result<()> {
+    At::cwd().symlink(original.as_ref(), link.as_ref()).await
+}
+
+/// The content of a symlink, as `std::fs::read_link`.
+pub async fn read_link(path: impl AsRef<Path>) -> io::Result<std::path::PathBuf> {
+    At::cwd().read_link(path.as_ref()).await
+}
+
+/// Metadata of `path`, following symlinks, as `std::fs::metadata`.
+pub async fn metadata(path: impl AsRef<Path>) -> io::Result<Metadata> {
+    At::cwd().metadata(path.as_ref(), 0).await
+}
+
+/// Metadata of `path` itself, as `std::fs::symlink_metadata`.
+pub async fn symlink_metadata(path: impl AsRef<Path>) -> io::Result<Metadata> {
+    At::cwd()
+        .metadata(path.as_ref(), libc::AT_SYMLINK_NOFOLLOW)
+        .await
+}
+
+/// The entries of a directory, as `std::fs::read_dir`: each with its name and, where the
+/// filesystem reports it, its type, without a `stat` per entry.
+///
+/// ```
+/// # fn main() -> std::io::Result<()> {
+/// use trueio::{fs, rt::Runtime};
+/// Runtime::new()?.block_on(async {
+///     let mut entries = fs::read_dir("/").await?;
+///     let mut dirs = 0;
+///     while let Some(entry) = entries.next_entry().await {
+///         if entry?.file_type().await?.is_dir() {
+///             dirs += 1;
+///         }
+///     }
+///     assert!(dirs > 0);
+///     Ok(())
+/// })
+/// # }
+/// ```
+pub async fn read_dir(path: impl AsRef<Path>) -> io::Result<ReadDir> {
+    At::cwd().read_dir(path.as_ref()).await
+}
+
+/// The whole content of a file, as `std::fs::read`.
+pub async fn read(path: impl AsRef<Path>) -> io::Result<Vec<u8>> {
+    let path = path.as_ref();
+    let f = File::open(path).await?;
+    f.read_to_end()
+        .await
+        .map_err(|e| on_path(e, "reading", path))
+}
+
+/// The whole content of a file as UTF-8, as `std::fs::read_to_string` (`InvalidData` when
+/// it is not).
+pub async fn read_to_string(path: impl AsRef<Path>) -> io::Result<String> {
+    let path = path.as_ref();
+    let bytes = read(path).await?;
+    String::from_utf8(bytes).map_err(|e| {
+        let e = io::Error::new(io::ErrorKind::InvalidData, e.utf8_error());
+        on_path(e, "reading", path)
+    })
+}
+
+/// Writes `data` as the whole content of `path`, creating or truncating it, as
+/// `std::fs::write` (not atomic: see [`write_atomic`] for that).
+pub async fn write<B: IoBuf>(path: impl AsRef<Path>, data: B) -> io::Result<()> {
+    let path = path.as_ref();
+    let f = File::create(path).await?;
+    let (r, _) = f.write_all_at(data, 0).await;
+    r.map_err(|e| on_path(e, "writing", path))?;
+    f.close().await.map_err(|e| on_path(e, "closing", path))
+}
+
+/// The absolute path of `path` with every symlink, `.` and `..` resolved, as
+/// `std::fs::canonicalize` (from the kernel's own name of the opened file, through
+/// `/proc/self/fd`).
+pub async fn canonicalize(path: impl AsRef<Path>) -> io::Result<std::path::PathBuf> {
+    let path = path.as_ref();
+    let at = At::cwd();
+    let fd = at.open_fd(path, OpenHow::new(libc::O_PATH)).await?;
+    let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    at.read_link(Path::new(&proc))
+        .await
+        .map_err(|e| on_path(e, "resolving", path))
+}
+
+/// The value of the extended attribute `name` of `path` (following symlinks).
+pub async fn get_xattr(path: impl AsRef<Path>, name: &str) -> io::Result<Vec<u8>> {
+    let path = path.as_ref();
+    let engine = rt::engine();
+    xattr::get(&engine, |max| op::GetXattr::path(path, name, max))
+        .await
+        .map_err(|e| with_context(e, "reading attribute", path, format!(" {name}")))
+}
+
+/// Sets the extended attribute `name` of `path` (`flags`: 0, `libc::XATTR_CREATE` or
+/// `XATTR_REPLACE`).
+pub async fn set_xattr(
+    path: impl AsRef<Path>,
+    name: &str,
+    value: Vec<u8>,
+    flags: i32,
+) -> io::Result<()> {
+    let path = path.as_ref();
+    let (r, _) = rt::engine()
+        .submit(op::SetXattr::path(path, name, value, flags))
+        .await;
+    r.map_err(|e| with_context(e, "setting attribute", path, format!(" {name}")))
+}
+
+mod xattr {
+    use std::io;
+
+    use crate::{op, Engine};
+
+    /// A value's first read tries this many bytes; a longer one is read again with room
+    /// for the longest Linux allows (`XATTR_SIZE_MAX`, 64 KiB).
+    const FIRST_TRY: usize = 256;
+    const SIZE_MAX: usize = 65536;
+
+    /// Reads a value whatever its length: `build(max)` makes the read.
+    pub(super) async fn get(
+        engine: &Engine,
+        build: impl Fn(usize) -> op::GetXattr,
+    ) -> io::Result<Vec<u8>> {
+        match engine.submit(build(FIRST_TRY)).await {
+            Err(e) if e.raw_os_error() == Some(libc::ERANGE) => {
+                let mut v = engine.submit(build(SIZE_MAX)).await?;
+                v.shrink_to_fit();
+                Ok(v)
+            }
+            r => r,
+        }
+    }
+}
+
 /// An open file whose operations run on the engine of the runtime that opened it.
 #[derive(Debug)]
 pub struct File {
@@ -207,6 +397,13 @@ impl File {
             fd: Rc::new(fd),
             engine,
         })
+    }
+
+    pub(crate) fn from_parts(fd: OwnedFd, engine: Engine) -> File {
+        File {
+            fd: Rc::new(fd),
+            engine,
+        }
     }
 
     /// Wraps a descriptor opened elsewhere, on the current runtime's engine.
@@ -329,6 +526,67 @@ impl File {
             .await
     }
 
+    /// Truncates or extends the file to `len` bytes, as `std::fs::File::set_len`.
+    pub async fn set_len(&self, len: u64) -> io::Result<()> {
+        self.engine
+            .submit(op::Ftruncate::new(self.target(), len))
+            .await
+    }
+
+    /// Tells the kernel how a range will be read (`posix_fadvise`: `libc::POSIX_FADV_*`);
+    /// `len` 0 means to the end.
+    pub async fn advise(&self, offset: u64, len: u64, advice: i32) -> io::Result<()> {
+        self.engine
+            .submit(op::Fadvise::new(self.target(), offset, len, advice))
+            .await
+    }
+
+    /// Starts or waits for write-back of a range (`sync_file_range`, `libc::SYNC_FILE_RANGE_*`
+    /// flags): pacing for large writes, not durability (that is [`sync_data`](Self::sync_data)).
+    pub async fn sync_range(&self, offset: u64, len: u64, flags: u32) -> io::Result<()> {
+        self.engine
+            .submit(op::SyncFileRange::new(self.target(), offset, len, flags))
+            .await
+    }
+
+    /// The value of the extended attribute `name` (`ENODATA` when there is none).
+    pub async fn get_xattr(&self, name: &str) -> io::Result<Vec<u8>> {
+        xattr::get(&self.engine, |max| {
+            op::GetXattr::fd(self.target(), name, max)
+        })
+        .await
+    }
+
+    /// Sets the extended attribute `name` (`flags`: 0, `libc::XATTR_CREATE` or
+    /// `XATTR_REPLACE`).
+    pub async fn set_xattr(&self, name: &str, value: Vec<u8>, flags: i32) -> io::Result<()> {
+        let op = op::SetXattr::fd(self.target(), name, value, flags);
+        self.engine.submit(op).await.0
+    }
+
+    /// Reads from offset 0 to the end of the file (which may grow meanwhile): one read of
+    /// the size `statx` gives plus one that finds the end, for a file that does not change.
+    pub async fn read_to_end(&self) -> io::Result<Vec<u8>> {
+        let size = self.metadata().await.map(|m| m.len()).unwrap_or(0);
+        let first = usize::try_from(size)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        let (r, mut data) = self
+            .read_at(Vec::with_capacity(first.min(1 << 30)), 0)
+            .await;
+        r?;
+        let mut chunk = Vec::with_capacity(64 * 1024);
+        loop {
+            let (r, buf) = self.read_at(chunk, data.len() as u64).await;
+            let n = r?;
+            if n == 0 {
+                return Ok(data);
+            }
+            data.extend_from_slice(&buf[..n]);
+            chunk = buf;
+        }
+    }
+
     /// Size, type, permissions, times and the direct-I/O alignment, from `statx`.
     pub async fn metadata(&self) -> io::Result<Metadata> {
         let mask = libc::STATX_BASIC_STATS | STATX_DIOALIGN;
@@ -398,6 +656,26 @@ impl Metadata {
     /// A symbolic link (only when looked up without following it).
     pub fn is_symlink(&self) -> bool {
         self.mode() & libc::S_IFMT == libc::S_IFLNK
+    }
+
+    /// The file's type.
+    pub fn file_type(&self) -> FileType {
+        FileType::from_mode(self.mode())
+    }
+
+    /// The inode number.
+    pub fn ino(&self) -> u64 {
+        self.0.stx_ino
+    }
+
+    /// The number of hard links.
+    pub fn nlink(&self) -> u32 {
+        self.0.stx_nlink
+    }
+
+    /// The device the file lives on (`makedev(major, minor)`).
+    pub fn dev(&self) -> u64 {
+        libc::makedev(self.0.stx_dev_major, self.0.stx_dev_minor)
     }
 
     /// 512-byte blocks allocated (holes take none).
