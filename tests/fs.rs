@@ -339,60 +339,93 @@ mod paths {
     use super::*;
 
     both_backends! {
-        /// With their opcodes, the namespace calls go through the ring (no pool job); masked,
-        /// through the pool. On the epoll backend, always the pool.
-        fn namespace_calls_take_the_ring_where_it_has_their_opcodes(b: Builder) {
-            let t = TempDir::new("fs-path");
-            let ring = b.clone().build().unwrap().backend() == trueio::Backend::Uring;
-            for masked in [false, true] {
-                if masked && !ring {
-                    continue;
-                }
-                let b = if masked { FS_OPCODES.iter().fold(b.clone(), |b, &c| b.without_opcode(c)) } else { b.clone() };
-                let rt = Runtime::with_builder(b).unwrap();
-                rt.block_on(async {
-                    fs::create_dir(t.path("d")).await.unwrap();
-                    fs::rename(t.path("d"), t.path("e")).await.unwrap();
-                    fs::remove_dir(t.path("e")).await.unwrap();
-                });
-                let jobs = rt.engine().stats().pool_jobs;
-                if ring && !masked {
-                    assert_eq!(jobs, 0, "mkdir/rename/rmdir should use their opcodes");
-                } else {
-                    assert_eq!(jobs, 3, "each call on the pool (masked: {masked})");
-                }
-            }
-        }
-
-        /// Each opcode masked alone: its operation still works (through the pool).
-        fn each_opcode_masked_in_turn(b: Builder) {
-            let t = TempDir::new("fs-mask");
-            for &code in FS_OPCODES {
-                let rt = Runtime::with_builder(b.clone().without_opcode(code)).unwrap();
-                rt.block_on(async {
-                    let (d, f) = (t.path("d"), t.path("f"));
-                    fs::create_dir(&d).await.unwrap();
-                    fs::write(&f, b"abc".to_vec()).await.unwrap();
-                    fs::symlink("f", t.path("s")).await.unwrap();
-                    fs::hard_link(&f, t.path("h")).await.unwrap();
-                    fs::rename(t.path("h"), d.join("h")).await.unwrap();
-                    let file = fs::File::open_with(None, &f, trueio::op::OpenHow::new(libc::O_RDWR)).await.unwrap();
-                    file.set_len(1).await.unwrap();
-                    file.advise(0, 0, libc::POSIX_FADV_NORMAL).await.unwrap();
-                    file.sync_range(0, 0, libc::SYNC_FILE_RANGE_WRITE).await.unwrap();
-                    match file.set_xattr("user.m", b"1".to_vec(), 0).await {
-                        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {}
-                        r => {
-                            r.unwrap();
-                            assert_eq!(file.get_xattr("user.m").await.unwrap(), b"1");
-                        }
+            /// With their opcodes, the namespace calls go through the ring (no pool job); masked,
+            /// through the pool. On the epoll backend, always the pool.
+            fn namespace_calls_take_the_ring_where_it_has_their_opcodes(b: Builder) {
+                let t = TempDir::new("fs-path");
+                let ring = b.clone().build().unwrap().backend() == trueio::Backend::Uring;
+                for masked in [false, true] {
+                    if masked && !ring {
+                        continue;
                     }
-                    assert_eq!(fs::read(&f).await.unwrap(), b"a");
-                    fs::remove_dir_all(&d).await.unwrap();
-                    fs::remove_file(t.path("s")).await.unwrap();
-                    fs::remove_file(&f).await.unwrap();
-                });
+                    let b = if masked { FS_OPCODES.iter().fold(b.clone(), |b, &c| b.without_opcode(c)) } else { b.clone() };
+                    let rt = Runtime::with_builder(b).unwrap();
+                    rt.block_on(async {
+                        fs::create_dir(t.path("d")).await.unwrap();
+                        fs::rename(t.path("d"), t.path("e")).await.unwrap();
+                        fs::remove_dir(t.path("e")).await.unwrap();
+                    });
+                    let jobs = rt.engine().stats().pool_jobs;
+                    if ring && !masked {
+                        assert_eq!(jobs, 0, "mkdir/rename/rmdir should use their opcodes");
+                    } else {
+                        assert_eq!(jobs, 3, "each call on the pool (masked: {masked})");
+                    }
+                }
             }
+
+            /// Each opcode masked alone: its operation still works (through the pool).
+            fn each_opcode_masked_in_turn(b: Builder) {
+                let t = TempDir::new("fs-mask");
+                for &code in FS_OPCODES {
+                    let rt = Runtime::with_builder(b.clone().without_opcode(code)).unwrap();
+                    rt.block_on(async {
+                        let (d, f) = (t.path("d"), t.path("f"));
+                        fs::create_dir(&d).await.unwrap();
+                        fs::write(&f, b"abc".to_vec()).await.unwrap();
+                        fs::symlink("f", t.path("s")).await.unwrap();
+                        fs::hard_link(&f, t.path("h")).await.unwrap();
+                        fs::rename(t.path("h"), d.join("h")).await.unwrap();
+                        let file = fs::File::open_with(None, &f, trueio::op::OpenHow::new(libc::O_RDWR)).await.unwrap();
+                        file.set_len(1).await.unwrap();
+                        file.advise(0, 0, libc::POSIX_FADV_NORMAL).await.unwrap();
+                        file.sync_range(0, 0, libc::SYNC_FILE_RANGE_WRITE).await.unwrap();
+                        match file.set_xattr("user.m", b"1".to_vec(), 0).await {
+                            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {}
+                            r => {
+                                r.unwrap();
+                                assert_eq!(file.get_xattr("user.m").await.unwrap(), b"1");
+                            }
+                        }
+                        assert_eq!(fs::read(&f).await.unwrap(), b"a");
+                        fs::remove_dir_all(&d).await.unwrap();
+                        fs::remove_file(t.path("s")).await.unwrap();
+                        fs::remove_file(&f).await.unwrap();
+                    });
+                }
+            }
+
+        /// On tmpfs the namespace calls and the stats of single names run inline (they cannot
+        /// wait there); a stat that finds a symlink still follows it, out of tmpfs too.
+        fn names_in_memory_run_inline_and_symlinks_are_still_followed(b: Builder) {
+            let shm = Path::new("/dev/shm");
+            if !shm.is_dir() {
+                util::skip("no /dev/shm");
+                return;
+            }
+            let d = shm.join(format!("trueio-inline-{}-{}", std::process::id(), line!()));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir(&d).unwrap();
+            let disk = TempDir::new("fs-follow");
+            std::fs::write(disk.path("target"), b"12345").unwrap();
+            std::os::unix::fs::symlink(disk.path("target"), d.join("link")).unwrap();
+            let rt = Runtime::with_builder(b).unwrap();
+            let before = rt.engine().stats();
+            rt.block_on(async {
+                let dir = Dir::open(&d).await.unwrap();
+                dir.create_dir("x").await.unwrap();
+                dir.rename("x", &dir, "y").await.unwrap();
+                assert!(dir.symlink_metadata("y").await.unwrap().is_dir());
+                dir.remove_dir("y").await.unwrap();
+                // Followed: the target's metadata, on the disk filesystem.
+                let m = dir.metadata("link").await.unwrap();
+                assert!(m.is_file() && m.len() == 5, "{m:?}");
+                assert!(dir.symlink_metadata("link").await.unwrap().is_symlink());
+            });
+            let s = rt.engine().stats().since(&before);
+            // mkdir, rename, two lstats, rmdir inline; the followed stat is not.
+            assert!(s.inline_completions >= 5, "{s:?}");
+            std::fs::remove_dir_all(&d).unwrap();
         }
     }
 }

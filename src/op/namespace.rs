@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use io_uring::{opcode, squeue, types};
 
 use super::path::{c_ptr, c_string, AtPath};
-use super::{result, BuildCtx, OnRing, Op, OpImpl, Plan, Syscall};
+use super::{result, BuildCtx, Fast, OnRing, Op, OpImpl, Plan, Syscall};
 use crate::errno::Errno;
 use crate::fd::Fd;
 
@@ -48,6 +48,7 @@ impl Op for RenameAt {
 
 impl OpImpl for RenameAt {
     const RING: OnRing = OnRing::Needs(opcode::RenameAt::CODE);
+    const FAST: Fast = Fast::Namespace;
 
     fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         Ok(opcode::RenameAt::new(
@@ -98,6 +99,7 @@ impl Op for UnlinkAt {
 
 impl OpImpl for UnlinkAt {
     const RING: OnRing = OnRing::Needs(opcode::UnlinkAt::CODE);
+    const FAST: Fast = Fast::Namespace;
 
     fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         Ok(
@@ -143,6 +145,7 @@ impl Op for MkdirAt {
 
 impl OpImpl for MkdirAt {
     const RING: OnRing = OnRing::Needs(opcode::MkDirAt::CODE);
+    const FAST: Fast = Fast::Namespace;
 
     fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         Ok(
@@ -189,6 +192,7 @@ impl Op for SymlinkAt {
 
 impl OpImpl for SymlinkAt {
     const RING: OnRing = OnRing::Needs(opcode::SymlinkAt::CODE);
+    const FAST: Fast = Fast::Namespace;
 
     fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         Ok(opcode::SymlinkAt::new(
@@ -244,6 +248,7 @@ impl Op for LinkAt {
 
 impl OpImpl for LinkAt {
     const RING: OnRing = OnRing::Needs(opcode::LinkAt::CODE);
+    const FAST: Fast = Fast::Namespace;
 
     fn uring_sqe(&mut self, _ctx: &BuildCtx<'_>) -> Result<squeue::Entry, Errno> {
         Ok(opcode::LinkAt::new(

@@ -102,6 +102,9 @@ pub enum Fast {
     Stat,
     /// A `getdents64`: of a directory on a filesystem held in memory, it runs inline.
     Dirents,
+    /// A namespace call (mkdir, unlink, rename, link, symlink): of single names in
+    /// directories on a filesystem held in memory, it runs inline.
+    Namespace,
 }
 
 /// Whether an operation has an io_uring opcode; one without it (on this kernel, or at all)

@@ -9,6 +9,7 @@
 use std::os::fd::RawFd;
 
 use super::raw::RawCall;
+pub(crate) use super::sys_fs::Lookup;
 
 /// One system call, ready to run. Results follow io_uring: a count, or a negated errno.
 ///

@@ -1,9 +1,44 @@
 //! The namespace and file-metadata calls of [`Syscall`]: what runs on the pool where io_uring
 //! has no opcode for them (and always on the epoll backend).
 
+use std::os::fd::RawFd;
+
 use super::sys::{ret, Syscall};
 
+/// A name a call looks up: its directory descriptor and its path.
+pub(crate) type Lookup = (RawFd, *const libc::c_char);
+
 impl Syscall {
+    /// The names a namespace call looks up (one, or two for a rename or a link), when none of
+    /// them is followed if it is a symlink: such a call touches no filesystem but the ones
+    /// its directories are on (when each name is a single component). `None` for other calls.
+    pub(crate) fn lookups(&self) -> Option<(Lookup, Option<Lookup>)> {
+        match *self {
+            Syscall::MkdirAt { dir, path, .. } | Syscall::UnlinkAt { dir, path, .. } => {
+                Some(((dir, path), None))
+            }
+            Syscall::SymlinkAt { dir, path, .. } => Some(((dir, path), None)),
+            Syscall::RenameAt {
+                olddir,
+                old,
+                newdir,
+                new,
+                ..
+            } => Some(((olddir, old), Some((newdir, new)))),
+            Syscall::LinkAt {
+                olddir,
+                old,
+                newdir,
+                new,
+                flags,
+            } if flags & libc::AT_SYMLINK_FOLLOW == 0 => Some(((olddir, old), Some((newdir, new)))),
+            Syscall::Statx {
+                dirfd, path, flags, ..
+            } if flags & libc::AT_EMPTY_PATH == 0 => Some(((dirfd, path), None)),
+            _ => None,
+        }
+    }
+
     /// `run` for namespace calls (rename, unlink, mkdir, links, directory entries).
     ///
     /// # Safety

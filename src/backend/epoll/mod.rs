@@ -303,13 +303,8 @@ impl Driver {
     ) -> Result<Option<i32>, Errno> {
         // One plan serves the fast paths and the push.
         let plan = op.plan(ctx)?;
-        if T::FAST == Fast::Stat {
-            if let Some(r) = inline::local_stat(&mut self.facts, &plan, stats) {
-                return Ok(Some(r));
-            }
-        }
-        if T::FAST == Fast::Dirents {
-            if let Some(r) = inline::memory_dirents(&mut self.facts, &plan, stats) {
+        if inline::is_metadata(T::FAST) {
+            if let Some(r) = inline::metadata(&mut self.facts, T::FAST, &plan, stats) {
                 return Ok(Some(r));
             }
         }

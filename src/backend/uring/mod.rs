@@ -15,7 +15,7 @@ use io_uring::{opcode, squeue, IoUring};
 use super::{inline, FdFacts, Item, Link, Offload, RawCompletion};
 use crate::buf::BufPool;
 use crate::errno::Errno;
-use crate::op::{BuildCtx, Fast, OnRing, Op, Plan, Syscall};
+use crate::op::{BuildCtx, OnRing, Op, Plan, Syscall};
 use crate::stats::StatsCells;
 use crate::user_data::UserData;
 
@@ -122,17 +122,17 @@ impl Driver {
                 return Ok(Some(if gone { 0 } else { -libc::EALREADY }));
             }
         }
-        if !self.on_ring(op) {
-            return self.off_ring(ud, op, ctx, stats);
-        }
-        if T::FAST == Fast::Stat {
+        if inline::is_metadata(T::FAST) {
             if let Some(r) = op
                 .plan(ctx)
                 .ok()
-                .and_then(|p| inline::local_stat(&mut self.facts, &p, stats))
+                .and_then(|p| inline::metadata(&mut self.facts, T::FAST, &p, stats))
             {
                 return Ok(Some(r));
             }
+        }
+        if !self.on_ring(op) {
+            return self.off_ring(ud, op, ctx, stats);
         }
         // A read or write at an offset: its call, planned once for every path below.
         let transfer = inline::positional(op, ctx);
@@ -167,13 +167,7 @@ impl Driver {
         ctx: &BuildCtx<'_>,
         stats: &StatsCells,
     ) -> Result<Option<i32>, Errno> {
-        let plan = op.plan(ctx)?;
-        if T::FAST == Fast::Dirents {
-            if let Some(r) = inline::memory_dirents(&mut self.facts, &plan, stats) {
-                return Ok(Some(r));
-            }
-        }
-        match plan {
+        match op.plan(ctx)? {
             Plan::Done(r) => Ok(Some(r)),
             Plan::Pool(sys) => self.offload.submit(ud, sys, stats).map(|()| None),
             // Every operation without an opcode is a pool call.
