@@ -134,6 +134,8 @@ pub struct Report {
     pub sqpoll: Status,
     /// Timed waits.
     pub timed_wait: Status,
+    /// Where io_uring's kernel workers (io-wq) may run.
+    pub io_workers: Status,
     /// For each operation: the path it takes and why.
     pub paths: Vec<(&'static str, String)>,
 }
@@ -157,6 +159,7 @@ impl Report {
             registered_ring_fd: Status::off("not used"),
             sqpoll: Status::off("not requested"),
             timed_wait: Status::off("not used"),
+            io_workers: Status::off("the ring creator's CPUs (the default)"),
             paths: Vec::new(),
         }
     }
@@ -231,6 +234,7 @@ impl fmt::Display for Report {
             ("registered ring fd", &self.registered_ring_fd),
             ("sqpoll", &self.sqpoll),
             ("timed waits", &self.timed_wait),
+            ("io workers' cpus", &self.io_workers),
         ] {
             writeln!(f, "{:<20}{} - {}", format!("{name}:"), onoff(s), s.detail)?;
         }

@@ -28,6 +28,8 @@ pub(crate) struct Config {
     pub(crate) inline_file_writes: bool,
     /// io_uring opcodes treated as missing (`Builder::without_opcode`).
     pub(crate) masked_opcodes: Vec<u8>,
+    /// The CPUs io-wq workers may run on (`Builder::io_worker_cpus`).
+    pub(crate) io_worker_cpus: Option<Vec<usize>>,
 }
 
 impl Default for Config {
@@ -44,6 +46,7 @@ impl Default for Config {
             pool_queue: None,
             inline_file_writes: false,
             masked_opcodes: Vec::new(),
+            io_worker_cpus: None,
         }
     }
 }

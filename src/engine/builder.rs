@@ -147,6 +147,18 @@ impl Builder {
         self
     }
 
+    /// The CPUs io_uring's kernel workers may run on (`IORING_REGISTER_IOWQ_AFF`, 5.14).
+    /// io-wq workers run what cannot complete at once: every metadata call (mkdir, rename,
+    /// unlink, an open that creates, a `statx` by name), a buffered write on ext4, a read
+    /// that misses the page cache. By default they inherit the CPUs of the thread that made
+    /// the ring, so a thread pinned to one core keeps its kernel work on that core too; give
+    /// them other cores (or all) to let that work run beside the thread. Ignored by the epoll
+    /// backend; a kernel without it says so in the report.
+    pub fn io_worker_cpus(mut self, cpus: &[usize]) -> Self {
+        self.cfg.io_worker_cpus = Some(cpus.to_vec());
+        self
+    }
+
     /// Threads of the blocking pool (default: 4 per core, at least 4): the epoll backend's
     /// file operations, and on io_uring the calls it has no opcode for.
     pub fn pool_threads(mut self, n: usize) -> Self {

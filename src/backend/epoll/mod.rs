@@ -1182,6 +1182,7 @@ fn describe(
         Status::off("no slots configured")
     };
     report.registered_ring_fd = Status::off("no ring on this backend");
+    report.io_workers = Status::off("no ring on this backend");
     report.sqpoll = Status::off("no ring on this backend");
     report.timed_wait = Status::on("epoll_wait timeout and a timer heap");
     let file_path = if nowait {

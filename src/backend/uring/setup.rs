@@ -167,6 +167,7 @@ impl Driver {
         report.registered_buffers = register_buffers(&ring, b, bufs);
         let (fixed_files, fixed_native) = register_files(&ring, b);
         report.fixed_files = fixed_files;
+        report.io_workers = io_worker_cpus(&ring, b);
         report.paths = paths(&report, &probe);
         let driver = Driver {
             ring,
@@ -270,6 +271,25 @@ fn build_ring(
             report.setup_rejected.join("; ")
         ),
     ))
+}
+
+/// The io-wq affinity rung: the CPUs the builder asked for, or why not.
+fn io_worker_cpus(ring: &IoUring, b: &Config) -> Status {
+    let Some(cpus) = &b.io_worker_cpus else {
+        return Status::off("the ring creator's CPUs (the default)");
+    };
+    // SAFETY: cpu_set_t is a plain bit array; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
+        // SAFETY: `cpu` is below CPU_SETSIZE, the set's size in bits.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    match ring.submitter().register_iowq_aff(&set) {
+        Ok(()) => Status::on(format!("CPUs {cpus:?}")),
+        Err(e) => Status::off(format!(
+            "IORING_REGISTER_IOWQ_AFF failed ({e}; needs 5.14): the ring creator's CPUs"
+        )),
+    }
 }
 
 /// The opcodes of the probe, less `masked`, one bit each.
