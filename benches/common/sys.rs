@@ -27,6 +27,32 @@ pub fn pin(cpu: usize) {
     }
 }
 
+/// Lets the calling thread run on every CPU (undoes `pin` for threads it starts next).
+#[allow(dead_code)]
+pub fn unpin() {
+    let cpus = all_cpus().len();
+    // SAFETY: as in `pin`.
+    let r = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in 0..cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if r != 0 {
+        eprintln!("bench: cannot unpin: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// Every online CPU's number (not only those this thread may run on, which is what
+/// `available_parallelism` counts).
+#[allow(dead_code)]
+pub fn all_cpus() -> Vec<usize> {
+    // SAFETY: sysconf takes no pointers.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    (0..n.max(1) as usize).collect()
+}
+
 /// Raises the soft RLIMIT_NOFILE to the hard limit (at most 65 536).
 pub fn raise_nofile() {
     let mut r = libc::rlimit {

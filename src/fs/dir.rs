@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -190,6 +190,12 @@ impl Dir {
         data: B,
     ) -> io::Result<()> {
         super::atomic::write_atomic_at(&self.at(), path.as_ref(), data).await
+    }
+}
+
+impl AsRawFd for Dir {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
     }
 }
 
