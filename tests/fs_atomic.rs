@@ -27,6 +27,9 @@ fn child(path: &Path, backend: &str) {
     let choice = BackendChoice::parse(backend).expect("backend");
     let rt = Runtime::with_builder(Engine::builder().backend(choice)).expect("runtime");
     rt.block_on(async {
+        // The parent starts its clock at this line: the kills land in the loop, not in the
+        // start-up (which takes seconds under qemu).
+        println!("ready");
         for k in 1.. {
             trueio::fs::write_atomic(path, version(k))
                 .await
@@ -42,6 +45,20 @@ fn strays(dir: &Path, target: &str) -> Vec<String> {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n != target)
         .collect()
+}
+
+/// Waits for the child's "ready" line (the test harness prints its own lines first).
+fn wait_ready(c: &mut std::process::Child) {
+    use std::io::BufRead;
+    let out = c.stdout.take().expect("piped stdout");
+    let mut lines = std::io::BufReader::new(out).lines();
+    for line in lines.by_ref() {
+        if line.map(|l| l.contains("ready")).unwrap_or(true) {
+            break;
+        }
+    }
+    // Keep draining so the child never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
 }
 
 /// A small deterministic generator for the kill delays.
@@ -77,10 +94,11 @@ fn runs_on(dir: PathBuf, what: &str, runs: usize) {
             ])
             .env(CHILD_ENV, &target)
             .env(BACKEND_ENV, backend)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_micros(rng.below(60_000)));
+        wait_ready(&mut c);
+        std::thread::sleep(Duration::from_micros(rng.below(40_000)));
         c.kill().unwrap();
         let status = c.wait().unwrap();
         assert!(!status.success(), "the child ended by itself: {status}");
