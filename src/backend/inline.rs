@@ -71,23 +71,11 @@ pub(crate) fn memory_names(facts: &mut FdFacts, plan: &Plan, stats: &StatsCells)
     }
     let follows =
         matches!(sys, Syscall::Statx { flags, .. } if flags & libc::AT_SYMLINK_NOFOLLOW == 0);
-    let sys = match sys {
+    let mut sys = sys;
+    if let Syscall::Statx { flags, .. } = &mut sys {
         // Looked up without following; a symlink found means the follow is still to do.
-        Syscall::Statx {
-            dirfd,
-            path,
-            flags,
-            mask,
-            buf,
-        } => Syscall::Statx {
-            dirfd,
-            path,
-            flags: flags | libc::AT_SYMLINK_NOFOLLOW,
-            mask,
-            buf,
-        },
-        other => other,
-    };
+        *flags |= libc::AT_SYMLINK_NOFOLLOW;
+    }
     StatsCells::bump(&stats.syscalls);
     // SAFETY: as in `local_stat`: the plan of an operation the caller's frame borrows.
     let r = unsafe { sys.run(false) };
