@@ -2,8 +2,6 @@
 //! them to the ring or the pool: where that is cheaper and cannot stall the thread. What each
 //! needs comes from the operation's plan (see `Fast`).
 
-use std::os::fd::RawFd;
-
 use super::FdFacts;
 use crate::op::sys::Lookup;
 use crate::op::{BuildCtx, Fast, Op, Plan, Syscall};
@@ -127,21 +125,11 @@ fn cached_stat(facts: &mut FdFacts, plan: &Plan, stats: &StatsCells) -> Option<i
     how.flags = (libc::O_PATH | libc::O_CLOEXEC | nofollow) as u64;
     how.resolve = libc::RESOLVE_CACHED | libc::RESOLVE_NO_XDEV;
     StatsCells::bump(&stats.syscalls);
-    // SAFETY: `path` is the operation's NUL-terminated CString, alive while its plan is;
-    // `how` lives on this frame, its size passed.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dirfd,
-            path,
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
+    // SAFETY: `path` is the operation's NUL-terminated CString, alive while its plan is.
+    let fd = unsafe { crate::op::sys::openat2(dirfd, path, &how) };
     if fd < 0 {
         return None;
     }
-    let fd = fd as RawFd;
     let stat = Syscall::Statx {
         dirfd: fd,
         path: c"".as_ptr(),

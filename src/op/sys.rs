@@ -201,6 +201,24 @@ pub enum Syscall {
 // nothing else reads or writes that memory meanwhile, so running it on another thread is sound.
 unsafe impl Send for Syscall {}
 
+/// `openat2(2)`: a descriptor, or a negated errno.
+///
+/// # Safety
+/// `path` must point at a NUL-terminated string alive for the call.
+pub(crate) unsafe fn openat2(dirfd: RawFd, path: *const libc::c_char, how: &libc::open_how) -> i32 {
+    // SAFETY: the caller's `path`; `how` is borrowed for the call and its size passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd,
+            path,
+            how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    ret(r as isize)
+}
+
 pub(super) fn ret(r: isize) -> i32 {
     if r < 0 {
         -std::io::Error::last_os_error()
@@ -567,17 +585,8 @@ fn open_cached(dirfd: RawFd, path: *const libc::c_char, asked: libc::open_how) -
     let mut how = asked;
     how.flags |= libc::O_NONBLOCK as u64;
     how.resolve |= RESOLVE_CACHED;
-    // SAFETY: `path` is a NUL-terminated CString owned by the operation; `how` lives for the
-    // call.
-    let r = ret(unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dirfd,
-            path,
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    } as isize);
+    // SAFETY: `path` is a NUL-terminated CString owned by the operation.
+    let r = unsafe { openat2(dirfd, path, &how) };
     // EAGAIN: not cached; EINVAL or ENOSYS: no RESOLVE_CACHED (or openat2) here, or a real
     // EINVAL that the pool's full open reports as well.
     if r == -libc::EAGAIN || r == -libc::EINVAL || r == -libc::ENOSYS {
@@ -615,19 +624,9 @@ impl Syscall {
 /// retries blocking on `EAGAIN`. Observable difference to a plain blocking open: a FIFO opens
 /// for reading at once and fails with ENXIO for writing when it has no reader.
 fn open_like_io_uring(dirfd: RawFd, path: *const libc::c_char, asked: libc::open_how) -> i32 {
-    let openat2 = |how: &libc::open_how| {
-        // SAFETY: `path` is a NUL-terminated CString owned by the operation; `how` lives for
-        // the call.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dirfd,
-                path,
-                how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        let r = ret(r as isize);
+    let open = |how: &libc::open_how| {
+        // SAFETY: `path` is a NUL-terminated CString owned by the operation.
+        let r = unsafe { openat2(dirfd, path, how) };
         if r == -libc::ENOSYS && how.resolve == 0 {
             // Before 5.6: plain openat gives the same result when no RESOLVE_* flag is asked
             // (openat2 only adds stricter checks of flags and mode).
@@ -644,12 +643,12 @@ fn open_like_io_uring(dirfd: RawFd, path: *const libc::c_char, asked: libc::open
     let blocking_only = flags & (libc::O_CREAT | libc::O_TRUNC | libc::O_PATH) != 0
         || flags & libc::O_TMPFILE == libc::O_TMPFILE;
     if blocking_only || flags & libc::O_NONBLOCK != 0 {
-        return openat2(&asked);
+        return open(&asked);
     }
     let mut nonblock = asked;
     nonblock.flags |= libc::O_NONBLOCK as u64;
-    match openat2(&nonblock) {
-        r if r == -libc::EAGAIN => openat2(&asked),
+    match open(&nonblock) {
+        r if r == -libc::EAGAIN => open(&asked),
         r if r >= 0 => with_flags_asked(r, flags),
         r => r,
     }
